@@ -1,0 +1,166 @@
+/* otlm engine C ABI.
+ *
+ * Every backend (CPU in the addon, CUDA in a separately loaded shared library)
+ * fills one otlm_backend table. The addon, the C++ tests and the benchmarks only
+ * talk to backends through this table, so a CUDA result can always be checked
+ * against the CPU one. Plain C so the CUDA library can be dlopen'ed safely.
+ *
+ * Conventions: matrices are row-major float32; potentials and marginals float64;
+ * sizes int64. Functions return otlm_status and fill `err->message` on failure.
+ * No function may throw or abort the process.
+ */
+#ifndef OTLM_H
+#define OTLM_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTLM_ABI_VERSION 1
+
+typedef enum otlm_status {
+  OTLM_OK = 0,
+  OTLM_EINVAL = 1,     /* bad argument: message names it */
+  OTLM_ENOMEM = 2,     /* allocation failed: message gives the size */
+  OTLM_EDEVICE = 3,    /* device / driver / launch failure */
+  OTLM_ENOTSUP = 4,    /* not supported by this backend */
+  OTLM_EINTERNAL = 5,
+  OTLM_EABORTED = 6,   /* cancel flag was raised */
+  OTLM_ENONFINITE = 7  /* NaN/Inf appeared in a result */
+} otlm_status;
+
+typedef struct otlm_error {
+  char message[512];
+} otlm_error;
+
+/* ---------------------------------------------------------------- Sinkhorn --
+ * Solves min <M,Y> + λ Σ Y log Y  s.t.  Y 1 = r,  Yᵀ 1 = c   (Σr = Σc)
+ * in the log domain: Y_ij = exp((f_i + g_j - M_ij)/λ).
+ * One iteration = one f update followed (unless it is the last) by a g update;
+ * the solver stops right after an f update, so rows of the returned plan are exact
+ * and `error` = Σ_j |(Yᵀ1)_j - c_j| / Σr is the column error of that plan.
+ */
+typedef enum otlm_input_kind {
+  OTLM_INPUT_COST = 0,   /* x is the cost M */
+  OTLM_INPUT_LOGITS = 1  /* x is logits Φ; cost M = -log_softmax(Φ) row-wise (paper Alg. 1) */
+} otlm_input_kind;
+
+typedef enum otlm_sinkhorn_mode_bits {
+  OTLM_MODE_SCALING = 1,   /* rows updated by shifted sums (one exp per element) */
+  OTLM_MODE_LOG = 2        /* some rows/columns needed an exact max-shifted log-sum-exp */
+} otlm_sinkhorn_mode_bits;
+
+typedef struct otlm_sinkhorn_params {
+  int64_t n, k;
+  int32_t input_kind;      /* otlm_input_kind */
+  double lambda;           /* > 0 */
+  int32_t max_iter;        /* >= 1 */
+  double tol;              /* >= 0; stop when error < tol (checked every check_every iters) */
+  int32_t check_every;     /* >= 1 */
+  int32_t threads;         /* 0 = backend default */
+  int32_t warm_start;      /* 1: f and g hold initial potentials */
+  double eps_scaling;      /* 0 = off; else factor in (0,1): λ_t = max(λ, λ0·factor^t), λ0 from the cost scale */
+  double overrelax;        /* 1 = plain Sinkhorn; ω in (1,2) = over-relaxed updates */
+} otlm_sinkhorn_params;
+
+typedef struct otlm_sinkhorn_buffers {
+  const float* x;               /* n*k */
+  const double* row_marginal;   /* n, or NULL for all ones */
+  const double* col_marginal;   /* k, required */
+  double* f;                    /* n, out (in when warm_start) */
+  double* g;                    /* k, out (in when warm_start) */
+  float* plan;                  /* n*k or NULL */
+  int32_t* predictions;         /* n or NULL: argmax_j Y_ij (first max on ties) */
+  double* error_trace;          /* error at every check, or NULL */
+  int32_t error_trace_cap;
+  const volatile int32_t* cancel; /* or NULL; checked at every convergence check */
+} otlm_sinkhorn_buffers;
+
+typedef struct otlm_sinkhorn_report {
+  int32_t iterations;
+  double error;
+  int32_t converged;
+  int32_t mode;                 /* otlm_sinkhorn_mode_bits */
+  int64_t log_fallbacks;        /* rows/columns that needed an exact log-sum-exp */
+  int32_t trace_len;
+  double seconds;
+} otlm_sinkhorn_report;
+
+/* ------------------------------------------------------------------- OTLM --
+ * A = Φ_B W + b, log Z = log_softmax(A), M = -log Z, Y = Sinkhorn_T(M, λ, r=1, c=B·μ)
+ * L = (-<Y, log Z> + λ <Y, log Y>) / B       (mean over the batch rows)
+ * dL/dW = Φ_Bᵀ dL/dA.
+ */
+typedef enum otlm_grad_mode { OTLM_GRAD_UNROLLED = 0, OTLM_GRAD_ENVELOPE = 1 } otlm_grad_mode;
+typedef enum otlm_optimizer { OTLM_OPT_ADAM = 0, OTLM_OPT_ADAMW = 1, OTLM_OPT_SGD = 2 } otlm_optimizer;
+
+typedef struct otlm_train_params {
+  int64_t k;
+  double lambda;
+  int32_t sinkhorn_iters;       /* T >= 1 */
+  double tol;                   /* Δ: stop Sinkhorn early when error < tol (0 = run all T) */
+  int32_t grad_mode;            /* otlm_grad_mode */
+  int32_t optimizer;            /* otlm_optimizer */
+  double beta1, beta2, eps;     /* Adam */
+  double weight_decay;          /* Adam: L2 added to the gradient (PyTorch); AdamW: decoupled */
+  double momentum;              /* SGD (PyTorch semantics, dampening 0) */
+  int32_t nesterov;
+  int32_t threads;
+} otlm_train_params;
+
+typedef struct otlm_step_report {
+  double loss;
+  double marginal_error;        /* Sinkhorn column error at the end of the forward */
+  int32_t sinkhorn_iters;       /* iterations actually run */
+  double grad_norm;             /* Frobenius norm of dL/dW (before weight decay) */
+  double seconds;
+} otlm_step_report;
+
+typedef struct otlm_trainer otlm_trainer;
+
+/* ---------------------------------------------------------------- backend -- */
+typedef struct otlm_backend {
+  int32_t abi_version;          /* OTLM_ABI_VERSION */
+  const char* name;             /* "cpu" | "cuda" */
+
+  /* JSON object describing the backend (ISA, threads, GEMM provider, devices, ...). */
+  otlm_status (*info_json)(char* out, size_t cap, otlm_error* err);
+
+  otlm_status (*sinkhorn)(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
+                          otlm_sinkhorn_report* rep, otlm_error* err);
+
+  /* One forward+backward of the OTLM loss on a batch (no optimizer). grad_w: k*k, may be NULL. */
+  otlm_status (*loss_grad)(const otlm_train_params* p, const float* phi_b, int64_t b,
+                           const float* w, const float* bias /* k or NULL */,
+                           const double* target_prior /* k, sums to 1 */,
+                           double* loss, float* grad_w, otlm_step_report* rep, otlm_error* err);
+
+  /* Trainer: keeps Φ (n*k, copied), W (identity at start), optimizer state and batch buffers. */
+  otlm_status (*trainer_create)(const otlm_train_params* p, const float* phi, int64_t n,
+                                const float* bias, const double* target_prior,
+                                otlm_trainer** out, otlm_error* err);
+  otlm_status (*trainer_step)(otlm_trainer* t, const int32_t* rows, int64_t b, double lr,
+                              otlm_step_report* rep, otlm_error* err);
+  otlm_status (*trainer_get_weights)(otlm_trainer* t, float* w /* k*k */, otlm_error* err);
+  otlm_status (*trainer_set_weights)(otlm_trainer* t, const float* w, otlm_error* err);
+  void (*trainer_destroy)(otlm_trainer* t);
+
+  /* C = A·B (+ bias broadcast over rows when bias != NULL); A m*kk, B kk*n, row-major. */
+  otlm_status (*gemm)(int64_t m, int64_t n, int64_t kk, const float* a, const float* b,
+                      const float* bias, float* c, int32_t threads, otlm_error* err);
+} otlm_backend;
+
+/* The CPU backend (linked into the addon and the C++ tests). */
+const otlm_backend* otlm_cpu_backend(void);
+
+/* Exported by the CUDA shared library (libotlm_cuda.so). Returns NULL and fills
+ * err when no usable driver/device is present; the caller then keeps the CPU. */
+typedef const otlm_backend* (*otlm_cuda_backend_fn)(otlm_error* err);
+#define OTLM_CUDA_ENTRY "otlm_cuda_backend_v1"
+
+#ifdef __cplusplus
+}
+#endif
+#endif

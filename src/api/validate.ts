@@ -1,0 +1,97 @@
+/** Argument checks for the public API: every error names the argument and what was expected. */
+import type { Matrix } from './types.js';
+
+export function isMatrix(m: unknown): m is Matrix {
+  return typeof m === 'object' && m !== null && 'data' in m && 'rows' in m && 'cols' in m;
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/**
+ * Checks a Matrix: Float32Array data of length rows*cols, every value finite
+ * (unless allowNonFinite). Returns it unchanged (no copy).
+ */
+export function checkMatrix(name: string, m: unknown, opts: { cols?: number; rows?: number; allowNonFinite?: boolean } = {}): Matrix {
+  if (!isMatrix(m)) throw new TypeError(`${name} must be a matrix { data: Float32Array, rows, cols }, got ${describe(m)}`);
+  if (!(m.data instanceof Float32Array))
+    throw new TypeError(`${name}.data must be a Float32Array, got ${describe(m.data)}`);
+  const rows = positiveInt(`${name}.rows`, m.rows);
+  const cols = positiveInt(`${name}.cols`, m.cols);
+  if (m.data.length !== rows * cols)
+    throw new RangeError(`${name}.data has length ${m.data.length}, expected rows*cols = ${rows}*${cols} = ${rows * cols}`);
+  if (opts.cols !== undefined && cols !== opts.cols)
+    throw new RangeError(`${name} must have ${opts.cols} columns (classes), got ${cols}`);
+  if (opts.rows !== undefined && rows !== opts.rows)
+    throw new RangeError(`${name} must have ${opts.rows} rows, got ${rows}`);
+  if (!opts.allowNonFinite) {
+    const d = m.data;
+    for (let i = 0; i < d.length; i++) {
+      if (!Number.isFinite(d[i])) {
+        throw new RangeError(
+          `${name} has a non-finite value (${d[i]}) at row ${Math.floor(i / cols)}, column ${i % cols}`,
+        );
+      }
+    }
+  }
+  return m;
+}
+
+/**
+ * A class prior from counts or probabilities: length k, finite, every entry > 0
+ * (log π and log μ must exist), normalised to sum to 1. Returned as float64.
+ */
+export function normalizePrior(name: string, v: unknown, k: number, opts: { allowZero?: boolean } = {}): Float64Array {
+  if (typeof v !== 'object' || v === null || typeof (v as ArrayLike<number>).length !== 'number')
+    throw new TypeError(`${name} must be an array of ${k} numbers (counts or probabilities), got ${describe(v)}`);
+  const a = v as ArrayLike<number>;
+  if (a.length !== k) throw new RangeError(`${name} must have length ${k} (one entry per class), got ${a.length}`);
+  const out = new Float64Array(k);
+  let sum = 0;
+  for (let j = 0; j < k; j++) {
+    const x = Number(a[j]);
+    if (!Number.isFinite(x)) throw new RangeError(`${name}[${j}] must be finite, got ${a[j]}`);
+    if (x < 0 || (!opts.allowZero && x === 0))
+      throw new RangeError(`${name}[${j}] must be ${opts.allowZero ? '>= 0' : '> 0'}, got ${x}`);
+    out[j] = x;
+    sum += x;
+  }
+  if (!(sum > 0)) throw new RangeError(`${name} must have a positive sum, got ${sum}`);
+  for (let j = 0; j < k; j++) out[j] /= sum;
+  return out;
+}
+
+/** Integer class labels in [0, k), one per row. */
+export function checkLabels(name: string, v: unknown, n: number, k: number): Int32Array {
+  if (typeof v !== 'object' || v === null || typeof (v as ArrayLike<number>).length !== 'number')
+    throw new TypeError(`${name} must be an array of integer labels, got ${describe(v)}`);
+  const a = v as ArrayLike<number>;
+  if (a.length !== n) throw new RangeError(`${name} has ${a.length} entries, expected ${n} (one per row)`);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = a[i];
+    if (!Number.isInteger(x) || x < 0 || x >= k)
+      throw new RangeError(`${name}[${i}] must be an integer class index in [0, ${k}), got ${x}`);
+    out[i] = x;
+  }
+  return out;
+}
+
+export function checkNumber(name: string, v: unknown, opts: { min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean } = {}): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${name} must be a finite number, got ${String(v)}`);
+  if (opts.integer && !Number.isInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
+  if (opts.min !== undefined && (opts.exclusiveMin ? !(v > opts.min) : !(v >= opts.min)))
+    throw new RangeError(`${name} must be ${opts.exclusiveMin ? '>' : '>='} ${opts.min}, got ${v}`);
+  if (opts.max !== undefined && !(v <= opts.max)) throw new RangeError(`${name} must be <= ${opts.max}, got ${v}`);
+  return v;
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `Array(${v.length})`;
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${(v as unknown as ArrayLike<number>).length})`;
+  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
+}

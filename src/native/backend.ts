@@ -1,0 +1,38 @@
+import type { Backend } from '../api/types.js';
+import type { NativeBackendName, NativeBinding } from './binding.js';
+import { loadNative } from './loader.js';
+
+let warned = false;
+
+/**
+ * Resolves a public backend name to a native one. 'auto' → CUDA when usable,
+ * else CPU (with a one-time process warning when a CUDA build exists but cannot
+ * run); an explicit 'cuda' without a device throws with the reason.
+ */
+export function resolveNative(backend: Backend | undefined): { native: NativeBinding; name: NativeBackendName } {
+  const native = loadNative();
+  const want = backend ?? 'auto';
+  if (want === 'cpu') return { native, name: 'cpu' };
+  const cuda = native.info().cuda;
+  if (want === 'cuda') {
+    if (!cuda.usable) {
+      const e = new Error(`backend 'cuda' is not available: ${cuda.reason}`);
+      (e as NodeJS.ErrnoException).code = 'OTLM_ENODEVICE';
+      throw e;
+    }
+    return { native, name: 'cuda' };
+  }
+  if (want === 'auto') {
+    if (cuda.usable) return { native, name: 'cuda' };
+    if (cuda.built && !warned && !process.env.OTLM_QUIET) {
+      warned = true;
+      process.emitWarning(`otlm: CUDA backend not used, running on the CPU: ${cuda.reason}`, { code: 'OTLM_CUDA_UNAVAILABLE' });
+    }
+    return { native, name: 'cpu' };
+  }
+  throw new TypeError(`backend '${want}' is not a native backend`);
+}
+
+export function isBackend(v: unknown): v is Backend {
+  return v === 'auto' || v === 'cpu' || v === 'cuda' || v === 'tfjs' || v === 'reference';
+}

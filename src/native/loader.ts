@@ -1,0 +1,107 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+import type { NativeBinding } from './binding.js';
+import { packageRoot } from './package-root.js';
+
+const require = createRequire(import.meta.url);
+
+export interface LoadOptions {
+  /** Load this exact .node file (for bundlers); also read from OTLM_NATIVE_PATH. */
+  nativePath?: string;
+}
+
+/** Where the native addon came from, for info(). */
+export interface LoadedFrom {
+  path: string;
+  source: 'override' | 'build' | 'prebuild';
+}
+
+let binding: NativeBinding | undefined;
+let loadedFrom: LoadedFrom | undefined;
+let loadError: Error | undefined;
+
+/** Thrown when the addon cannot be loaded; the message says what was tried and what to run. */
+export class NativeLoadError extends Error {
+  readonly tried: string[];
+  constructor(message: string, tried: string[], cause?: unknown) {
+    super(message, { cause });
+    this.name = 'NativeLoadError';
+    this.tried = tried;
+  }
+}
+
+function candidates(root: string): Array<{ path: string; source: LoadedFrom['source'] }> {
+  const out: Array<{ path: string; source: LoadedFrom['source'] }> = [];
+  for (const dir of ['build/Release', 'build/Debug']) out.push({ path: join(root, dir, 'otlm.node'), source: 'build' });
+  const pre = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (existsSync(pre)) {
+    for (const f of readdirSync(pre).sort()) {
+      if (f.endsWith('.node')) out.push({ path: join(pre, f), source: 'prebuild' });
+    }
+  }
+  return out;
+}
+
+function explain(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const msg = String(e?.message ?? e);
+  if (/invalid ELF header|wrong ELF class|not a valid Win32|mach-o/i.test(msg))
+    return `built for another platform or architecture (${msg.split('\n')[0]})`;
+  if (/NODE_MODULE_VERSION|was compiled against a different Node\.js version/i.test(msg))
+    return `built for another Node.js ABI (${msg.split('\n')[0]})`;
+  if (/GLIBC_|GLIBCXX_|musl/i.test(msg)) return `needs a newer C/C++ runtime than this system has (${msg.split('\n')[0]})`;
+  if (/cannot open shared object file/.test(msg)) return `a library it links to is missing (${msg.split('\n')[0]})`;
+  return msg.split('\n')[0];
+}
+
+/** Loads the addon once: an override path, then build/, then prebuilds/<platform>-<arch>/. */
+export function loadNative(opts: LoadOptions = {}): NativeBinding {
+  if (binding) return binding;
+  if (loadError && !opts.nativePath) throw loadError;
+  const override = opts.nativePath ?? process.env.OTLM_NATIVE_PATH;
+  const tried: string[] = [];
+  const list = override
+    ? [{ path: override, source: 'override' as const }]
+    : candidates(packageRoot());
+  for (const c of list) {
+    if (!existsSync(c.path)) {
+      tried.push(`${c.path}: not found`);
+      continue;
+    }
+    try {
+      binding = require(c.path) as NativeBinding;
+      loadedFrom = { path: c.path, source: c.source };
+      return binding;
+    } catch (err) {
+      tried.push(`${c.path}: ${explain(err)}`);
+    }
+  }
+  const platform = `${process.platform}-${process.arch}`;
+  const hint = override
+    ? `Check OTLM_NATIVE_PATH / nativePath (${override}).`
+    : `No usable native addon for ${platform} (Node ${process.versions.node}, N-API ${process.versions.napi}).\n` +
+      `Build it from source: \`npm run build:native\` (needs CMake >= 3.18 and a C++17 compiler; ` +
+      `libopenblas-dev for a fast GEMM), or \`npx node-gyp rebuild\` without CMake.\n` +
+      `The pure-TypeScript paths still work: pass { backend: 'reference' }.`;
+  loadError = new NativeLoadError(`otlm: cannot load the native addon.\nTried:\n  ${tried.join('\n  ') || '(nothing)'}\n${hint}`, tried);
+  throw loadError;
+}
+
+/** The addon if it loads, else undefined (and the reason from nativeLoadError()). */
+export function tryLoadNative(): NativeBinding | undefined {
+  try {
+    return loadNative();
+  } catch {
+    return undefined;
+  }
+}
+
+export function nativeLoadError(): Error | undefined {
+  return loadError;
+}
+
+export function nativeLoadedFrom(): LoadedFrom | undefined {
+  return loadedFrom;
+}
