@@ -7,6 +7,9 @@ import { packageRoot } from './package-root.js';
 
 const require = createRequire(import.meta.url);
 
+/** OTLM_ABI_VERSION of native/core/include/otlm/otlm.h this code was written for. */
+const NATIVE_ABI = 1;
+
 export interface LoadOptions {
   /** Load this exact .node file (for bundlers); also read from OTLM_NATIVE_PATH. */
   nativePath?: string;
@@ -47,8 +50,8 @@ function candidates(root: string): Array<{ path: string; source: LoadedFrom['sou
 function explain(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   const msg = String(e?.message ?? e);
-  if (/invalid ELF header|wrong ELF class|not a valid Win32|mach-o/i.test(msg))
-    return `built for another platform or architecture (${msg.split('\n')[0]})`;
+  if (/invalid ELF header|wrong ELF class|ELF load command|not a valid Win32|mach-o|file too short/i.test(msg))
+    return `not a loadable library for ${process.platform}-${process.arch}: corrupt, truncated or built for another platform (${msg.split('\n')[0]})`;
   if (/NODE_MODULE_VERSION|was compiled against a different Node\.js version/i.test(msg))
     return `built for another Node.js ABI (${msg.split('\n')[0]})`;
   if (/GLIBC_|GLIBCXX_|musl/i.test(msg)) return `needs a newer C/C++ runtime than this system has (${msg.split('\n')[0]})`;
@@ -71,7 +74,12 @@ export function loadNative(opts: LoadOptions = {}): NativeBinding {
       continue;
     }
     try {
-      binding = require(c.path) as NativeBinding;
+      const mod = require(c.path) as Partial<NativeBinding>;
+      if (typeof mod?.info !== 'function' || typeof mod.sinkhorn !== 'function')
+        throw new Error('not an otlm addon (no info/sinkhorn exports)');
+      const abi = mod.info().abi;
+      if (abi !== NATIVE_ABI) throw new Error(`addon ABI ${abi} does not match this package's ABI ${NATIVE_ABI} (stale build)`);
+      binding = mod as NativeBinding;
       loadedFrom = { path: c.path, source: c.source };
       return binding;
     } catch (err) {
@@ -84,6 +92,8 @@ export function loadNative(opts: LoadOptions = {}): NativeBinding {
     : `No usable native addon for ${platform} (Node ${process.versions.node}, N-API ${process.versions.napi}).\n` +
       `Build it from source: \`npm run build:native\` (needs CMake >= 3.18 and a C++17 compiler; ` +
       `libopenblas-dev for a fast GEMM), or \`npx node-gyp rebuild\` without CMake.\n` +
+      `If otlm is a dependency and npm skipped its install script (npm >= 11 blocks dependency install scripts ` +
+      `by default), allow it: \`npm install-scripts approve otlm && npm rebuild otlm\`.\n` +
       `The pure-TypeScript paths still work: pass { backend: 'reference' }.`;
   loadError = new NativeLoadError(`otlm: cannot load the native addon.\nTried:\n  ${tried.join('\n  ') || '(nothing)'}\n${hint}`, tried);
   throw loadError;

@@ -1,0 +1,140 @@
+/**
+ * The paper's comparison (its Tables 1–4): the plain classifier (CE) and every
+ * post-hoc correction on the same test logits, scored with the same metrics.
+ * Shared by `otlm eval`, `otlm demo` and `otlm report`.
+ */
+import type { Backend, Matrix } from '../api/types.js';
+import * as engine from './engine.js';
+import type { MetricsOut, OtOut, ProgressEvent } from './engine.js';
+import { normalize } from './inputs.js';
+
+export type MethodName = 'CE' | 'LA' | 'DARP' | 'OT' | 'OTLM';
+export const ALL_METHODS: MethodName[] = ['CE', 'LA', 'DARP', 'OT', 'OTLM'];
+
+export interface EvalInput {
+  test: Matrix;
+  labels: Int32Array;
+  trainCounts: Float64Array;
+  /** Target prior μ (default uniform). */
+  targetPrior?: Float64Array;
+  /** Unlabeled validation logits to fit OTLM on. */
+  val?: Matrix;
+  /** A saved OTLM model (instead of fitting). */
+  model?: string;
+  methods?: MethodName[];
+  lambda?: number;
+  maxIter?: number;
+  tol?: number;
+  tau?: number;
+  backend?: Backend;
+  /** Overrides for the OTLM fit (preset name, lr, iterations...). */
+  fit?: { preset?: string; [k: string]: unknown };
+  onFitProgress?: (e: ProgressEvent, total: number) => void;
+}
+
+export interface MethodResult {
+  method: MethodName;
+  metrics: MetricsOut;
+  predictions: Int32Array;
+  seconds: number;
+  /** Method-specific notes (iterations, converged...). */
+  detail?: Record<string, unknown>;
+}
+
+export interface EvalOutput {
+  k: number;
+  n: number;
+  targetPrior: Float64Array;
+  trainCounts: Float64Array;
+  results: MethodResult[];
+  /** Marginal error per recorded Sinkhorn iteration of the OT solve (Figure 2 left). */
+  otTrace?: number[];
+  otLambda?: number;
+  /** OTLM training curve. */
+  lossCurve?: ProgressEvent[];
+  /** Learned W (K×K, row-major). */
+  weights?: Float32Array;
+  skipped: Array<{ method: MethodName; reason: string }>;
+}
+
+/** Row-wise softmax and argmax of raw logits (the plain classifier). */
+export function softmaxArgmax(x: Matrix): { probabilities: Matrix; predictions: Int32Array } {
+  const { rows, cols, data } = x;
+  const p = new Float32Array(rows * cols);
+  const pred = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const o = i * cols;
+    let mx = -Infinity;
+    let arg = 0;
+    for (let j = 0; j < cols; j++) if (data[o + j]! > mx) { mx = data[o + j]!; arg = j; }
+    let s = 0;
+    for (let j = 0; j < cols; j++) s += Math.exp(data[o + j]! - mx);
+    for (let j = 0; j < cols; j++) p[o + j] = Math.exp(data[o + j]! - mx) / s;
+    pred[i] = arg;
+  }
+  return { probabilities: { data: p, rows, cols }, predictions: pred };
+}
+
+const now = (): number => performance.now() / 1000;
+
+export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
+  const { test, labels, trainCounts } = inp;
+  const k = test.cols;
+  const mu = inp.targetPrior ?? new Float64Array(k).fill(1 / k);
+  const pi = normalize(trainCounts);
+  const want = new Set(inp.methods ?? ALL_METHODS);
+  const out: EvalOutput = { k, n: test.rows, targetPrior: mu, trainCounts, results: [], skipped: [] };
+  const score = async (method: MethodName, t0: number, r: { predictions: Int32Array; probabilities?: Matrix }, detail?: Record<string, unknown>) => {
+    const seconds = now() - t0;
+    const m = await engine.metrics(r.predictions, labels, trainCounts, { targetPrior: mu, probabilities: r.probabilities });
+    out.results.push({ method, metrics: m, predictions: r.predictions, seconds, detail });
+  };
+
+  if (want.has('CE')) {
+    const t0 = now();
+    await score('CE', t0, softmaxArgmax(test));
+  }
+  if (want.has('LA')) {
+    const t0 = now();
+    const r = await engine.logitAdjust(test, pi, { tau: inp.tau ?? 1 });
+    await score('LA', t0, r, { tau: inp.tau ?? 1 });
+  }
+  if (want.has('DARP')) {
+    const t0 = now();
+    const r = await engine.darp(test, { targetPrior: mu, backend: inp.backend });
+    await score('DARP', t0, r, { iterations: r.iterations, converged: r.converged });
+  }
+  if (want.has('OT')) {
+    const t0 = now();
+    const r: OtOut = await engine.otCorrect(test, { lambda: inp.lambda, targetPrior: mu, maxIter: inp.maxIter, tol: inp.tol, trace: true, backend: inp.backend });
+    await score('OT', t0, r, { iterations: r.iterations, error: r.error, converged: r.converged });
+    if (r.trace) out.otTrace = Array.from(r.trace);
+    out.otLambda = inp.lambda;
+  }
+  if (want.has('OTLM')) {
+    if (!inp.model && !inp.val) {
+      out.skipped.push({ method: 'OTLM', reason: 'needs --val-logits (to fit) or --model' });
+    } else {
+      const OTLM = await engine.otlmClass();
+      const t0 = now();
+      let model: engine.OtlmModel;
+      const curve: ProgressEvent[] = [];
+      if (inp.model) {
+        model = await OTLM.load(inp.model);
+      } else {
+        const { preset, ...over } = inp.fit ?? {};
+        const opts = { trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over };
+        model = preset ? OTLM.preset(preset, opts) : new OTLM(opts);
+        const total = Number(model.options?.iterations ?? over.iterations ?? 0);
+        await model.fit(inp.val!, {
+          onProgress: (e: ProgressEvent) => { curve.push({ ...e }); inp.onFitProgress?.(e, total); },
+        });
+      }
+      const r = await model.correct(test, { maxIter: inp.maxIter, tol: inp.tol });
+      await score('OTLM', t0, r, { iterations: r.iterations, converged: r.converged, fitSteps: curve.length });
+      out.lossCurve = curve;
+      out.weights = model.weights;
+    }
+  }
+  return out;
+}
