@@ -191,6 +191,12 @@ def main():
     L.append(f'Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, '
              f'torch.set_num_threads(2), torch.use_deterministic_algorithms(True). '
              f'Training took {train_s:.0f} s on the build machine (CPU).\n')
+    L.append('Trained with PyTorch (Debian `python3-torch`), not tfjs. Rerunning on the same machine reproduces '
+             'the .npy files bit for bit (deterministic algorithms, fixed seeds); another CPU or torch build may '
+             'differ in the last bits of the logits.\n')
+    L.append('## Intended use\n')
+    L.append('`val_*`: unlabeled-style validation logits to fit OTLM / estimate a prior (labels for evaluation only); '
+             '`test_*`: held-out logits for reporting. Both are balanced (500 per class), so the target prior is uniform.\n')
     L.append('## Long-tailed profile\n')
     L.append(f'n_c = floor(n_max * (1/rho)^(c/(K-1))), n_max = {N_MAX}, rho = {RHO}, K = {K}; '
              'classes in the natural Fashion-MNIST order (class 0 = head, class 9 = tail). '
