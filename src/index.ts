@@ -6,3 +6,36 @@ export type { Matrix, Backend, PriorInput } from './api/types.js';
 export { info } from './api/info.js';
 export type { OtlmInfo, CudaDeviceInfo } from './api/info.js';
 export { NativeLoadError } from './native/loader.js';
+
+// Corrections (OT = the paper's Algorithm 1, Logit Adjustment, DARP), the Sinkhorn solver, metrics.
+export { sinkhorn, sinkhornSync } from './methods/sinkhorn.js';
+export type { SinkhornOptions, SinkhornAsyncOptions, SinkhornResult } from './methods/sinkhorn.js';
+export type { SolverOptions } from './methods/common.js';
+export { otCorrect, otCorrectSync, applyClassOffsets } from './methods/ot.js';
+export type { OtCorrectOptions, OtCorrectAsyncOptions, CorrectionResult } from './methods/ot.js';
+export { logitAdjust, logitAdjustSync } from './methods/la.js';
+export type { LogitAdjustOptions, LogitAdjustResult } from './methods/la.js';
+export { darp, darpSync } from './methods/darp.js';
+export type { DarpOptions } from './methods/darp.js';
+
+// Beyond the paper: unknown target prior (EM/MLLS, BBSE) and the online corrector (class offsets g).
+export { estimatePrior, fitCalibration } from './prior/estimate.js';
+export type { PriorEstimateOptions, PriorEstimate } from './prior/estimate.js';
+export { resolveTargetPrior, floorPrior, ESTIMATED_PRIOR_FLOOR } from './prior/resolve.js';
+export type { TargetPriorSpec, ResolvedTargetPrior } from './prior/resolve.js';
+export { OnlineCorrector } from './online.js';
+export type { OnlineCorrectorOptions, OnlineSolveReport, OnlineCorrectorJSON } from './online.js';
+export { metrics } from './metrics.js';
+export type { MetricsOptions, MetricsResult } from './metrics.js';
+
+// OTLM: the learned cost map W (paper §3.2), its trainer, presets, model files; the float64 loss/gradient reference.
+export { OTLM, OTLM_PRESETS, OtlmDivergenceError } from './train/otlm.js';
+export type { OtlmOptions, OtlmFitOptions, OtlmProgressEvent, OtlmBias, OtlmHyper, OtlmPreset, OtlmCorrectOptions, FitResult, Schedule } from './train/otlm.js';
+export { otlmLossGradReference } from './paths/reference/otlm.js';
+export type { OtlmReferenceInput, OtlmReferenceResult } from './paths/reference/otlm.js';
+
+// The command line, embeddable in other CLIs: runCli(argv, { stdout, stderr }) → exit code. And the HTML report.
+export { runCli, EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_RUNTIME } from './cli/main.js';
+export type { CliIo, WritableLike, ReadableLike } from './cli/main.js';
+export { renderReport } from './report/index.js';
+export type { ReportData, ReportMethod } from './report/index.js';

@@ -3,7 +3,12 @@
  * read the same whatever module a method lives in.
  */
 import type { Backend, Matrix } from '../api/types.js';
-import { runtimeError } from './errors.js';
+import { estimatePrior as estimatePriorImpl } from '../prior/estimate.js';
+import { otCorrect as otCorrectImpl } from '../methods/ot.js';
+import { logitAdjust as logitAdjustImpl } from '../methods/la.js';
+import { darp as darpImpl } from '../methods/darp.js';
+import { metrics as metricsImpl } from '../metrics.js';
+import { OTLM } from '../train/otlm.js';
 
 export interface OtOut {
   probabilities: Matrix;
@@ -26,7 +31,7 @@ export interface MetricsOut {
   perClass: ArrayLike<number>;
   predictedMarginal: ArrayLike<number>;
   klMarginal: number;
-  ece: number;
+  ece: number | null;
   [k: string]: unknown;
 }
 export interface ProgressEvent { step: number; loss: number; marginalError: number; msPerStep: number; [k: string]: unknown }
@@ -34,40 +39,32 @@ export interface ProgressEvent { step: number; loss: number; marginalError: numb
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
-/** Imports a library module by relative path, or fails with a clear 'not available yet'. */
-async function lib(spec: string, what: string): Promise<Any> {
-  try {
-    return await import(spec);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw runtimeError(`${what} is not available in this build`, e);
-    throw e;
-  }
+/** Drops undefined entries: the library rejects option keys it does not know, and CLI flags not given stay undefined. */
+export function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export async function otCorrect(logits: Matrix, opts: { lambda?: number; targetPrior?: ArrayLike<number>; maxIter?: number; tol?: number; trace?: boolean; backend?: Backend }): Promise<OtOut> {
-  const m = await lib('../methods/ot.js', 'the OT correction');
-  return m.otCorrect(logits, opts);
+  return otCorrectImpl(logits, defined(opts));
 }
 
 export async function logitAdjust(logits: Matrix, trainPrior: ArrayLike<number>, opts: { tau?: number; targetPrior?: ArrayLike<number> }): Promise<LaOut> {
-  const m = await lib('../methods/la.js', 'logit adjustment');
-  return m.logitAdjust(logits, trainPrior, opts);
+  return logitAdjustImpl(logits, trainPrior, defined(opts));
 }
 
-export async function darp(logits: Matrix, opts: { targetPrior?: ArrayLike<number>; [k: string]: unknown }): Promise<DarpOut> {
-  const m = await lib('../methods/darp.js', 'DARP');
-  return m.darp(logits, opts);
+export async function darp(logits: Matrix, opts: { targetPrior?: ArrayLike<number>; maxIter?: number; tol?: number }): Promise<DarpOut> {
+  return darpImpl(logits, defined(opts));
 }
 
 export async function metrics(pred: Int32Array, labels: Int32Array, trainCounts: ArrayLike<number>, opts: { targetPrior?: ArrayLike<number>; probabilities?: Matrix }): Promise<MetricsOut> {
-  const m = await lib('../metrics.js', 'metrics');
-  return m.metrics(pred, labels, trainCounts, opts);
+  return metricsImpl(pred, labels, trainCounts, defined(opts)) as unknown as MetricsOut;
 }
 
-export async function estimatePrior(logits: Matrix, trainPrior: ArrayLike<number>, opts: { method: string; [k: string]: unknown }): Promise<Float64Array> {
-  const m = await lib('../prior/estimate.js', '--estimate-prior (prior estimation)');
-  const r = await m.estimatePrior(logits, trainPrior, opts);
-  return Float64Array.from((r && 'prior' in r ? r.prior : r) as ArrayLike<number>);
+/** Target-prior estimation (EM/MLLS or BBSE) from the logits; the labeled validation split is optional for EM and required for BBSE. */
+export async function estimatePrior(logits: Matrix, trainPrior: ArrayLike<number>, opts: { method: 'em' | 'bbse'; validation?: { logits: Matrix; labels: Int32Array } }): Promise<{ prior: Float64Array; detail: Record<string, unknown> }> {
+  const r = estimatePriorImpl(logits, trainPrior, { method: opts.method, validation: opts.validation });
+  const { prior, ...detail } = r;
+  return { prior, detail: detail as Record<string, unknown> };
 }
 
 export interface OtlmModel {
@@ -78,7 +75,7 @@ export interface OtlmModel {
   [k: string]: Any;
 }
 
+/** The OTLM class (src/train/otlm.ts), typed loosely so the commands can pass flag-built option objects. */
 export async function otlmClass(): Promise<Any> {
-  const m = await lib('../train/otlm.js', 'OTLM training');
-  return m.OTLM;
+  return OTLM;
 }

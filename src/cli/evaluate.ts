@@ -101,7 +101,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   }
   if (want.has('DARP')) {
     const t0 = now();
-    const r = await engine.darp(test, { targetPrior: mu, backend: inp.backend });
+    const r = await engine.darp(test, { targetPrior: mu });
     await score('DARP', t0, r, { iterations: r.iterations, converged: r.converged });
   }
   if (want.has('OT')) {
@@ -109,7 +109,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
     const r: OtOut = await engine.otCorrect(test, { lambda: inp.lambda, targetPrior: mu, maxIter: inp.maxIter, tol: inp.tol, trace: true, backend: inp.backend });
     await score('OT', t0, r, { iterations: r.iterations, error: r.error, converged: r.converged });
     if (r.trace) out.otTrace = Array.from(r.trace);
-    out.otLambda = inp.lambda;
+    out.otLambda = inp.lambda ?? 1; // otCorrect's documented default
   }
   if (want.has('OTLM')) {
     if (!inp.model && !inp.val) {
@@ -123,14 +123,14 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
         model = await OTLM.load(inp.model);
       } else {
         const { preset, ...over } = inp.fit ?? {};
-        const opts = { trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over };
+        const opts = engine.defined({ trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over });
         model = preset ? OTLM.preset(preset, opts) : new OTLM(opts);
         const total = Number(model.options?.iterations ?? over.iterations ?? 0);
         await model.fit(inp.val!, {
-          onProgress: (e: ProgressEvent) => { curve.push({ ...e }); inp.onFitProgress?.(e, total); },
+          onProgress: (e: ProgressEvent) => { curve.push({ ...e }); inp.onFitProgress?.(e, Number(e.steps ?? total)); },
         });
       }
-      const r = await model.correct(test, { maxIter: inp.maxIter, tol: inp.tol });
+      const r = await model.correct(test, engine.defined({ maxIter: inp.maxIter, tol: inp.tol, trace: false }));
       await score('OTLM', t0, r, { iterations: r.iterations, converged: r.converged, fitSteps: curve.length });
       out.lossCurve = curve;
       out.weights = model.weights;

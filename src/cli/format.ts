@@ -19,7 +19,7 @@ export function evalTable(ev: EvalOutput): string {
     pct(r.metrics.top1), pct(r.metrics.balancedAccuracy), pct(r.metrics.geometricMeanRecall),
     pct(r.metrics.many), pct(r.metrics.medium), pct(r.metrics.few),
     Number.isFinite(r.metrics.klMarginal) ? r.metrics.klMarginal.toFixed(4) : '–',
-    Number.isFinite(r.metrics.ece) ? pct(r.metrics.ece) : '–',
+    pct(r.metrics.ece),
     r.seconds < 1 ? `${(r.seconds * 1000).toFixed(0)} ms` : `${r.seconds.toFixed(2)} s`,
   ]);
   let s = table(head, rows);

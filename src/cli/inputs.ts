@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Matrix } from '../api/types.js';
-import { readLabels, readMatrix, readVector, writeMatrix, writeVector, parseSpec, formatOf } from '../io/matrix.js';
+import { readLabels, readMatrix, readVector, writeMatrix, writeVector, parseSpec } from '../io/matrix.js';
 import { assertNotInput, writeFileAtomic } from '../io/atomic.js';
 import { IoError } from '../io/errors.js';
 import { inputError, usageError } from './errors.js';
@@ -77,7 +77,7 @@ export function preflightOutputs(outputs: Array<{ option: string; spec: string |
       seen.set('-', option);
       continue;
     }
-    const fmt = formatOf(file);
+    const fmt = path.extname(file).slice(1).toLowerCase();
     const allowed = formats ?? [...OUT_FORMATS];
     if (!fmt || !allowed.includes(fmt)) {
       throw usageError(`${option}: ${file}: unsupported output extension '${path.extname(file) || '(none)'}'; expected ${allowed.map((f) => '.' + f).join(' or ')}`);
@@ -107,6 +107,8 @@ export function preflightOutputs(outputs: Array<{ option: string; spec: string |
   }
 }
 
+const OUTPUT_PATH_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'ENOTDIR', 'EISDIR']);
+
 export type PendingOutput =
   | { spec: string; kind: 'matrix'; m: Matrix; header?: string[] }
   | { spec: string; kind: 'vector'; v: Int32Array | Float64Array | Float32Array }
@@ -131,6 +133,9 @@ export function writeOutputs(ctx: Ctx, outs: PendingOutput[], inputs: string[], 
     }
   } catch (e) {
     for (const f of created) { try { fs.unlinkSync(f); } catch { /* already gone */ } }
+    // The OS refusing the output path is the caller's input problem (exit 2); disk full etc. stays runtime (3).
+    const code = ((e as { cause?: NodeJS.ErrnoException }).cause ?? (e as NodeJS.ErrnoException)).code;
+    if (e instanceof IoError && e.kind === 'io' && code && OUTPUT_PATH_CODES.has(code)) throw inputError(e.message, e);
     throw e;
   }
 }

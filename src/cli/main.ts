@@ -6,7 +6,7 @@
  * Exit codes (also in `otlm --help`): 0 ok · 1 usage · 2 bad input · 3 runtime.
  * See ./errors.ts for what falls in each class.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { Ctx, type CliIo } from './context.js';
 import { EXIT_OK, EXIT_USAGE, asCliError } from './errors.js';
 import { registerCommands } from './commands.js';
@@ -25,15 +25,6 @@ Exit codes:
 
 Files: .npy, .npz (FILE.npz:NAME), raw .f32 (with --shape ROWS,COLS), .csv; '-' = stdin/stdout.
 Set OTLM_DEBUG=1 to print stack traces.`;
-
-/** Number parsers that turn a bad value into a usage error naming the flag. */
-export function num(flag: string, check: (x: number) => boolean = Number.isFinite, what = 'a number') {
-  return (v: string): number => {
-    const x = Number(v);
-    if (v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new InvalidArgumentError(`${flag} must be ${what}, got '${v}'`);
-    return x;
-  };
-}
 
 function buildProgram(ctx: Ctx): Command {
   const program = new Command('otlm');
@@ -90,4 +81,3 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
 
-export { Option };

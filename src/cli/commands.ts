@@ -1,0 +1,430 @@
+/** The otlm subcommands. Each reads and checks every input first (exit 2), then computes (exit 3). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { Command, Option } from 'commander';
+import type { Backend, Matrix } from '../api/types.js';
+import { info } from '../api/info.js';
+import { packageRoot } from '../native/package-root.js';
+import type { Ctx } from './context.js';
+import { inPhase, inputError, runtimeError, usageError } from './errors.js';
+import { normalize, preflightOutputs, readLabelsArg, readLogitsArg, readPriorArg, writeOutputs, type PendingOutput } from './inputs.js';
+import * as engine from './engine.js';
+import { evaluateAll, ALL_METHODS, type EvalInput, type EvalOutput, type MethodName } from './evaluate.js';
+import { evalJson, evalTable, infoText } from './format.js';
+import { num } from './parse.js';
+import { renderReport, reportDataFrom } from '../report/index.js';
+
+type Opts = Record<string, unknown> & { quiet?: boolean; json?: boolean; force?: boolean };
+
+const pos = (flag: string) => num(flag, (x) => x > 0, 'a number > 0');
+const posInt = (flag: string) => num(flag, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
+const nonNeg = (flag: string) => num(flag, (x) => x >= 0, 'a number >= 0');
+
+const backendOption = () => new Option('--backend <name>', 'where the math runs').choices(['auto', 'cpu', 'cuda', 'tfjs', 'reference']).default('auto');
+const solverOptions = (c: Command) => c
+  .option('--lambda <x>', 'entropic regularisation λ of the OT solve (paper: 0.005–2)', pos('--lambda'))
+  .option('--max-iter <n>', 'maximum Sinkhorn iterations', posInt('--max-iter'))
+  .option('--tol <x>', 'stop when the column-marginal error ‖Yᵀ1 − Nμ‖₁/N < tol (paper Δ = 1e-3)', pos('--tol'));
+
+/** Bundled Fashion-MNIST-LT data (see data/fmnist-lt/PROVENANCE.md). */
+export function bundledData(): { dir: string; val: string; valLabels: string; test: string; testLabels: string; trainCounts: string } {
+  const dir = path.join(packageRoot(), 'data', 'fmnist-lt');
+  return {
+    dir,
+    val: path.join(dir, 'val_logits.npy'),
+    valLabels: path.join(dir, 'val_labels.npy'),
+    test: path.join(dir, 'test_logits.npy'),
+    testLabels: path.join(dir, 'test_labels.npy'),
+    trainCounts: path.join(dir, 'train_counts.npy'),
+  };
+}
+
+const BUNDLED_SOURCE = 'Fashion-MNIST-LT (imbalance ratio 100, K = 10): logits of a small CNN trained with plain cross-entropy on a long-tailed subset of Debian\'s dataset-fashion-mnist; 5000 validation + 5000 test images (see data/fmnist-lt/PROVENANCE.md)';
+
+/**
+ * OTLM settings of the demo and the default report: full batch (N = 5000), λ = 0.3, T = 50, 30 Adam
+ * steps at lr 3e-3, bias b = −log π. Picked from a 4-point sweep on this data (λ ∈ {0.1, 0.3, 1}) for a
+ * fit of a few seconds; the paper's presets (--preset) target 10k-row batches and K ≥ 100.
+ */
+const DEMO_FIT = { iterations: 30, lr: 0.003, batchSize: 5000, lambda: 0.3, sinkhornIters: 50, optimizer: 'adam' } as const;
+
+export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command) => Command): void {
+  const cmd = (name: string, desc: string): Command => {
+    const c = setup(program.command(name).description(desc));
+    c.option('-q, --quiet', 'no progress bars or notes on stderr');
+    c.hook('preAction', (_t, action) => { ctx.quiet = Boolean(action.opts().quiet); });
+    return c;
+  };
+
+  // ---------------------------------------------------------------- info
+  cmd('info', 'version, backends, CPU SIMD/threads/GEMM, CUDA status and why it is not used')
+    .option('--json', 'machine-readable output on stdout')
+    .action(async (o: Opts) => {
+      const i = await inPhase('compute', () => info());
+      ctx.out(o.json ? JSON.stringify(i, null, 2) + '\n' : infoText(i));
+    });
+
+  // ---------------------------------------------------------------- correct
+  solverOptions(cmd('correct', 'correct test logits post hoc (LA, OT, OTLM or DARP); write probabilities and/or predictions')
+    .addOption(new Option('--method <m>', 'correction method').choices(['la', 'ot', 'otlm', 'darp']).default('ot'))
+    .requiredOption('--logits <file>', 'logits N×K (.npy, .npz:NAME, .f32 with --shape, .csv, - for stdin)')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .option('--train-counts <file>', 'training class counts (length K)')
+    .option('--train-prior <file>', 'training class prior (length K; normalised)')
+    .option('--target-prior <file>', 'target class prior μ (default uniform)')
+    .addOption(new Option('--estimate-prior <method>', 'estimate μ from the logits').choices(['em', 'bbse']))
+    .option('--val-logits <file>', 'validation logits (fit OTLM here; labeled ones for bbse)')
+    .option('--val-labels <file>', 'validation labels (for --estimate-prior bbse)')
+    .option('--model <file>', 'a model from `otlm fit` (method otlm)')
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', nonNeg('--tau')))
+    .option('--out <file>', 'corrected probabilities N×K (.npy or .csv; - for stdout)')
+    .option('--predictions-out <file>', 'predicted classes (.npy int32 or .csv; - for stdout)')
+    .option('--force', 'replace existing output files')
+    .option('--json', 'summary as JSON on stdout')
+    .addOption(backendOption())
+    .action(async (o: Opts) => cmdCorrect(ctx, o));
+
+  // ---------------------------------------------------------------- fit
+  cmd('fit', 'learn the OTLM cost map W on unlabeled validation logits; save it as .npz')
+    .requiredOption('--logits <file>', 'unlabeled validation logits N×K')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .requiredOption('--out <file>', 'model file (.npz: W, b, hyper-parameters)')
+    .option('--train-counts <file>', 'training class counts (bias b = −log π)')
+    .option('--train-prior <file>', 'training class prior (bias b = −log π)')
+    .option('--target-prior <file>', 'target class prior μ (default uniform)')
+    .addOption(new Option('--preset <name>', "the paper's Appendix C settings").choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
+    .option('--lr <x>', 'learning rate', pos('--lr'))
+    .option('--iterations <n>', 'optimisation steps', posInt('--iterations'))
+    .option('--batch-size <n>', 'rows per mini-batch (full batch when ≥ N)', posInt('--batch-size'))
+    .option('--lambda <x>', 'entropic regularisation λ', pos('--lambda'))
+    .option('--sinkhorn-iters <n>', 'Sinkhorn iterations T per step', posInt('--sinkhorn-iters'))
+    .option('--tol <x>', 'Sinkhorn tolerance Δ', pos('--tol'))
+    .addOption(new Option('--grad <mode>', 'gradient through Sinkhorn').choices(['unrolled', 'envelope']))
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['adam', 'adamw', 'sgd']))
+    .option('--weight-decay <x>', 'L2 weight decay', nonNeg('--weight-decay'))
+    .option('--seed <n>', 'shuffling seed', num('--seed', Number.isInteger, 'an integer'))
+    .option('--force', 'replace an existing model file')
+    .option('--json', 'summary as JSON on stdout')
+    .addOption(backendOption())
+    .action(async (o: Opts) => cmdFit(ctx, o));
+
+  // ---------------------------------------------------------------- eval
+  const evalCmd = solverOptions(cmd('eval', 'a paper-style table of every method (CE, LA, DARP, OT, OTLM) on labeled test logits'))
+    .requiredOption('--logits <file>', 'test logits N×K')
+    .requiredOption('--labels <file>', 'test labels (N integers in [0, K))')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits');
+  addEvalOptions(evalCmd).option('--json', 'results as JSON on stdout')
+    .action(async (o: Opts) => {
+      const ev = await runEval(ctx, o);
+      if (o.json) ctx.out(JSON.stringify(evalJson(ev), null, 2) + '\n');
+      else ctx.out(evalTable(ev));
+    });
+
+  // ---------------------------------------------------------------- demo
+  solverOptions(cmd('demo', 'fit OTLM and compare every method on the bundled Fashion-MNIST-LT logits'))
+    .option('--json', 'results as JSON on stdout')
+    .addOption(backendOption())
+    .action(async (o: Opts) => {
+      const d = bundledData();
+      ctx.note(`Data: ${BUNDLED_SOURCE}.`);
+      ctx.note('OTLM is fitted on the unlabeled validation logits; every method is scored on the test logits (uniform target prior).');
+      const ev = await runEval(ctx, { ...o, logits: d.test, labels: d.testLabels, trainCounts: d.trainCounts, valLogits: d.val, demoFit: true });
+      if (o.json) ctx.out(JSON.stringify({ data: d.dir, source: BUNDLED_SOURCE, ...evalJson(ev) }, null, 2) + '\n');
+      else ctx.out(evalTable(ev));
+    });
+
+  // ---------------------------------------------------------------- report
+  const reportCmd = solverOptions(cmd('report', 'write a self-contained HTML report with charts (bundled data unless --logits is given)'))
+    .requiredOption('--out <file>', 'the HTML file to write')
+    .option('--logits <file>', 'test logits (default: the bundled Fashion-MNIST-LT data)')
+    .option('--labels <file>', 'test labels')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .option('--title <text>', 'report title')
+    .option('--force', 'replace an existing file');
+  addEvalOptions(reportCmd).action(async (o: Opts) => cmdReport(ctx, o));
+
+  // ---------------------------------------------------------------- bench
+  cmd('bench', "run the benchmark suite's quick mode (bench/run.js --quick)")
+    .allowUnknownOption(true)
+    .argument('[args...]', 'extra arguments for bench/run.js')
+    .action(async (args: string[], o: Opts) => cmdBench(ctx, args, o));
+}
+
+function addEvalOptions(c: Command): Command {
+  return c
+    .option('--train-counts <file>', 'training class counts (length K; needed for many/medium/few)')
+    .option('--target-prior <file>', 'target class prior μ (default uniform)')
+    .option('--val-logits <file>', 'unlabeled validation logits to fit OTLM on')
+    .option('--model <file>', 'a fitted OTLM model (instead of --val-logits)')
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', nonNeg('--tau'))
+    .option('--methods <list>', `comma-separated subset of ${ALL_METHODS.join(',')}`)
+    .addOption(new Option('--preset <name>', 'OTLM preset for the fit').choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
+    .option('--lr <x>', 'OTLM learning rate', pos('--lr'))
+    .option('--iterations <n>', 'OTLM steps', posInt('--iterations'))
+    .addOption(backendOption());
+}
+
+/**
+ * 'auto' resolved here, so that a CUDA build that cannot run is reported once on this run's
+ * stderr (silenced by --quiet) instead of as a process warning the host did not ask for.
+ */
+function resolveBackend(ctx: Ctx, b: unknown): Backend {
+  const want = (b ?? 'auto') as Backend;
+  if (want !== 'auto') return want;
+  const i = info();
+  if (!i.native.loaded) return 'auto';
+  if (i.cuda.usable) return 'cuda';
+  if (i.cuda.compiled) ctx.note(`note: running on the CPU; CUDA not used: ${i.cuda.reason ?? 'no usable device'}`);
+  return 'cpu';
+}
+
+function parseMethods(s: unknown): MethodName[] | undefined {
+  if (s === undefined) return undefined;
+  const list = String(s).split(',').map((x) => x.trim().toUpperCase()).filter(Boolean);
+  for (const m of list) if (!ALL_METHODS.includes(m as MethodName)) throw usageError(`--methods: unknown method '${m}'; expected some of ${ALL_METHODS.join(', ')}`);
+  if (!list.length) throw usageError('--methods: give at least one method');
+  return list as MethodName[];
+}
+
+/** Fit options from flags (only those given, so the model's defaults and presets apply otherwise). */
+function fitOverrides(o: Opts): Record<string, unknown> {
+  const map: Record<string, string> = { lr: 'lr', iterations: 'iterations', batchSize: 'batchSize', lambda: 'lambda', sinkhornIters: 'sinkhornIters', tol: 'tol', grad: 'grad', optimizer: 'optimizer', weightDecay: 'weightDecay', seed: 'seed' };
+  const out: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(map)) if (o[flag] !== undefined) out[key] = o[flag];
+  return out;
+}
+
+async function fitProgressBar(ctx: Ctx) {
+  let bar: ReturnType<Ctx['progress']> | undefined;
+  return {
+    on: (e: engine.ProgressEvent, total: number) => {
+      bar ??= ctx.progress('fitting OTLM', Math.max(total, 1));
+      bar.update(e.step, `loss ${e.loss.toFixed(4)} · marginal err ${e.marginalError.toExponential(1)} · ${e.msPerStep.toFixed(1)} ms/step`);
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
+async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
+  const methods = parseMethods(o.methods);
+  if (o.model && o.valLogits) throw usageError('give --model or --val-logits, not both');
+  const inp = await inPhase('input', async (): Promise<EvalInput> => {
+    const test = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
+    const labels = await readLabelsArg(ctx, '--labels', String(o.labels), test.rows, test.cols);
+    if (!o.trainCounts) throw usageError('--train-counts is required (training class counts, for LA and the many/medium/few split)');
+    const trainCounts = await readPriorArg(ctx, '--train-counts', String(o.trainCounts), test.cols);
+    const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), test.cols)) : undefined;
+    let val: Matrix | undefined;
+    if (o.valLogits) {
+      val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
+      if (val.cols !== test.cols) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${test.cols}`);
+    }
+    if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
+    const fit = o.demoFit ? { ...DEMO_FIT, ...fitOverrides(o) } : fitOverrides(o);
+    if (o.preset) (fit as Record<string, unknown>).preset = o.preset;
+    return {
+      test, labels, trainCounts, targetPrior, val, model: o.model as string | undefined, methods,
+      lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined,
+      tau: o.tau as number | undefined, backend: resolveBackend(ctx, o.backend), fit,
+    };
+  });
+  const bar = await fitProgressBar(ctx);
+  inp.onFitProgress = bar.on;
+  try {
+    return await inPhase('compute', () => evaluateAll(inp));
+  } finally {
+    bar.stop();
+  }
+}
+
+function checkFiniteResult(what: string, m: Matrix): void {
+  for (let i = 0; i < m.data.length; i++) {
+    if (!Number.isFinite(m.data[i]!)) throw runtimeError(`${what} produced a non-finite probability at row ${Math.floor(i / m.cols)}; try a larger --lambda`);
+  }
+}
+
+async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
+  const method = String(o.method);
+  if (o.trainCounts && o.trainPrior) throw usageError('give --train-counts or --train-prior, not both');
+  if (o.targetPrior && o.estimatePrior) throw usageError('give --target-prior or --estimate-prior, not both');
+  const hasTrain = Boolean(o.trainCounts || o.trainPrior);
+  if ((method === 'la' || o.estimatePrior) && !hasTrain) throw usageError(`${o.estimatePrior ? '--estimate-prior' : '--method la'} needs --train-counts or --train-prior`);
+  if (method === 'otlm' && !o.model && !o.valLogits) throw usageError('--method otlm needs --model FILE (from `otlm fit`) or --val-logits to fit on');
+  if (o.estimatePrior === 'bbse' && !(o.valLogits && o.valLabels)) throw usageError('--estimate-prior bbse needs labeled validation data: --val-logits and --val-labels');
+  if (o.json && (o.out === '-' || o.predictionsOut === '-')) throw usageError("--json prints on stdout, so no output may be '-'");
+  const inputs = ['logits', 'trainCounts', 'trainPrior', 'targetPrior', 'model', 'valLogits', 'valLabels'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');
+  if (inputs.filter((s) => s === '-').length > 1) throw usageError("only one input can be '-' (stdin)");
+  const force = Boolean(o.force);
+  preflightOutputs([
+    { option: '--out', spec: o.out as string | undefined, formats: ['npy', 'csv'] },
+    { option: '--predictions-out', spec: o.predictionsOut as string | undefined, formats: ['npy', 'csv'] },
+  ], inputs, force);
+
+  const inp = await inPhase('input', async () => {
+    const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
+    const k = logits.cols;
+    let trainPrior: Float64Array | undefined;
+    if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
+    if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
+    let targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
+    let val: Matrix | undefined;
+    let valLabels: Int32Array | undefined;
+    if (o.valLogits) {
+      val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
+      if (val.cols !== k) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${k}`);
+      if (o.valLabels) valLabels = await readLabelsArg(ctx, '--val-labels', String(o.valLabels), val.rows, k);
+    }
+    if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
+    return { logits, k, trainPrior, targetPrior, val, valLabels };
+  });
+
+  const t0 = performance.now();
+  const res = await inPhase('compute', async () => {
+    let targetPrior = inp.targetPrior;
+    let estimated: Float64Array | undefined;
+    if (o.estimatePrior) {
+      const est = await engine.estimatePrior(inp.logits, inp.trainPrior!, {
+        method: o.estimatePrior as 'em' | 'bbse',
+        validation: inp.val && inp.valLabels ? { logits: inp.val, labels: inp.valLabels } : undefined,
+      });
+      estimated = est.prior;
+      targetPrior = normalize(estimated);
+    }
+    const common = { lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined, backend: resolveBackend(ctx, o.backend) };
+    let probabilities: Matrix;
+    let predictions: Int32Array;
+    const detail: Record<string, unknown> = {};
+    if (method === 'la') {
+      const r = await engine.logitAdjust(inp.logits, inp.trainPrior!, { tau: (o.tau as number | undefined) ?? 1, targetPrior });
+      ({ probabilities, predictions } = r);
+    } else if (method === 'darp') {
+      const r = await engine.darp(inp.logits, { targetPrior, maxIter: common.maxIter, tol: common.tol });
+      ({ probabilities, predictions } = r);
+      Object.assign(detail, { iterations: r.iterations, converged: r.converged });
+    } else if (method === 'ot') {
+      const r = await engine.otCorrect(inp.logits, { ...common, targetPrior });
+      ({ probabilities, predictions } = r);
+      Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged, classOffsets: Array.from(r.classOffsets) });
+    } else {
+      const OTLM = await engine.otlmClass();
+      let model: engine.OtlmModel;
+      if (o.model) model = await OTLM.load(String(o.model));
+      else {
+        const opts = engine.defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
+        model = new OTLM(opts);
+        const bar = await fitProgressBar(ctx);
+        try { await model.fit(inp.val!, { onProgress: (e: engine.ProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
+      }
+      const r = await model.correct(inp.logits, engine.defined({ maxIter: common.maxIter, tol: common.tol, targetPrior }));
+      ({ probabilities, predictions } = r);
+      Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged });
+    }
+    checkFiniteResult(`--method ${method}`, probabilities);
+    return { probabilities, predictions, detail, targetPrior, estimated };
+  });
+  const seconds = (performance.now() - t0) / 1000;
+
+  const outs: PendingOutput[] = [];
+  if (o.out) outs.push({ spec: String(o.out), kind: 'matrix', m: res.probabilities });
+  if (o.predictionsOut) outs.push({ spec: String(o.predictionsOut), kind: 'vector', v: res.predictions });
+  await inPhase('compute', () => writeOutputs(ctx, outs, inputs, force));
+
+  const k = inp.k;
+  const marg = new Float64Array(k);
+  for (const p of res.predictions) marg[p]! += 1 / res.predictions.length;
+  const summary = {
+    method, n: inp.logits.rows, k, seconds, ...res.detail,
+    targetPrior: res.targetPrior ? Array.from(res.targetPrior) : 'uniform',
+    ...(res.estimated ? { estimatedPrior: Array.from(normalize(res.estimated)) } : {}),
+    predictedMarginal: Array.from(marg),
+    outputs: { probabilities: o.out ?? null, predictions: o.predictionsOut ?? null },
+  };
+  if (o.json) ctx.out(JSON.stringify(summary, null, 2) + '\n');
+  else {
+    const extra = res.detail.iterations !== undefined ? `, ${res.detail.iterations} iterations${res.detail.converged === false ? ' (NOT converged)' : ''}` : '';
+    ctx.note(`otlm correct: ${method} on ${inp.logits.rows}×${k} logits in ${seconds.toFixed(3)} s${extra}` +
+      (o.out ? `; probabilities → ${o.out}` : '') + (o.predictionsOut ? `; predictions → ${o.predictionsOut}` : ''));
+  }
+}
+
+async function cmdFit(ctx: Ctx, o: Opts): Promise<void> {
+  if (o.trainCounts && o.trainPrior) throw usageError('give --train-counts or --train-prior, not both');
+  const inputs = ['logits', 'trainCounts', 'trainPrior', 'targetPrior'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');
+  const force = Boolean(o.force);
+  preflightOutputs([{ option: '--out', spec: String(o.out), formats: ['npz'] }], inputs, force);
+  const inp = await inPhase('input', async () => {
+    const val = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
+    const k = val.cols;
+    let trainPrior: Float64Array | undefined;
+    if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
+    if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
+    const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
+    return { val, trainPrior, targetPrior };
+  });
+  const OTLM = await engine.otlmClass();
+  const opts = engine.defined({ ...fitOverrides(o), trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) });
+  const model: engine.OtlmModel = await inPhase('input', () => (o.preset ? OTLM.preset(String(o.preset), opts) : new OTLM(opts)));
+  const curve: engine.ProgressEvent[] = [];
+  const bar = await fitProgressBar(ctx);
+  const t0 = performance.now();
+  let fitResult: Record<string, unknown> | undefined;
+  try {
+    fitResult = await inPhase('compute', () => model.fit(inp.val, {
+      onProgress: (e: engine.ProgressEvent) => { curve.push(e); bar.on(e, Number(e.steps ?? model.options?.iterations ?? o.iterations ?? 0)); },
+    }));
+  } finally {
+    bar.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  // Save to a temporary name next to the output, then publish it with the same no-clobber rules as every output.
+  const out = String(o.out);
+  const tmp = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.${process.pid}.${Date.now()}.fit.npz`);
+  try {
+    await inPhase('compute', () => model.save(tmp));
+    const bytes = fs.readFileSync(tmp);
+    await inPhase('compute', () => writeOutputs(ctx, [{ spec: out, kind: 'bytes', bytes }], inputs, force));
+  } finally {
+    try { fs.unlinkSync(tmp); } catch { /* not there */ }
+  }
+  const last = curve[curve.length - 1];
+  const summary = { out, n: inp.val.rows, k: inp.val.cols, steps: curve.length, seconds, backend: fitResult?.backend ?? null, stoppedEarly: fitResult?.stoppedEarly ?? false, firstLoss: curve[0]?.loss ?? null, finalLoss: last?.loss ?? null, finalMarginalError: last?.marginalError ?? null, options: model.options ?? null };
+  if (o.json) ctx.out(JSON.stringify(summary, null, 2) + '\n');
+  else ctx.note(`otlm fit: ${curve.length} steps in ${seconds.toFixed(2)} s, loss ${summary.firstLoss?.toFixed(4) ?? '?'} → ${summary.finalLoss?.toFixed(4) ?? '?'}; model → ${out}`);
+}
+
+async function cmdReport(ctx: Ctx, o: Opts): Promise<void> {
+  const useBundled = o.logits === undefined;
+  if (!useBundled && !o.labels) throw usageError('--labels is required with --logits');
+  const d = bundledData();
+  const args: Opts = useBundled
+    ? { ...o, logits: d.test, labels: d.testLabels, trainCounts: o.trainCounts ?? d.trainCounts, valLogits: o.valLogits ?? (o.model ? undefined : d.val), demoFit: true }
+    : o;
+  const inputs = ['logits', 'labels', 'trainCounts', 'targetPrior', 'valLogits', 'model'].map((k) => args[k]).filter((v): v is string => typeof v === 'string');
+  const force = Boolean(o.force);
+  preflightOutputs([{ option: '--out', spec: String(o.out), formats: ['html'] }], inputs, force);
+  if (useBundled) ctx.note(`Data: ${BUNDLED_SOURCE}.`);
+  const ev = await runEval(ctx, args);
+  const html = await inPhase('compute', () => renderReport(reportDataFrom(ev, {
+    title: (o.title as string | undefined) ?? (useBundled ? 'otlm report — Fashion-MNIST-LT' : 'otlm report'),
+    source: useBundled ? BUNDLED_SOURCE : `test logits ${String(o.logits)}, labels ${String(o.labels)}`,
+    classNames: useBundled ? FMNIST_CLASSES : undefined,
+  })));
+  await inPhase('compute', () => writeOutputs(ctx, [{ spec: String(o.out), kind: 'bytes', bytes: new TextEncoder().encode(html) }], inputs, force));
+  ctx.note(`otlm report: wrote ${String(o.out)} (${(html.length / 1024).toFixed(0)} KiB)`);
+}
+
+const FMNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
+async function cmdBench(ctx: Ctx, args: string[], _o: Opts): Promise<void> {
+  const script = path.join(packageRoot(), 'bench', 'run.js');
+  if (!fs.existsSync(script)) throw runtimeError(`the benchmark suite is not in this install (${script} is missing)`);
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, [script, '--quick', ...args], { cwd: packageRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (b: Buffer) => ctx.io.stdout.write(b));
+    child.stderr.on('data', (b: Buffer) => ctx.io.stderr.write(b));
+    child.on('error', reject);
+    child.on('close', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
+  });
+  if (code !== 0) throw runtimeError(`the benchmark suite failed (bench/run.js exited with ${code})`);
+}
