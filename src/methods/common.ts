@@ -1,0 +1,322 @@
+/**
+ * Shared plumbing of the Sinkhorn-based methods: option checks, backend dispatch (native CPU/CUDA,
+ * the float64 reference path, and the hook for the tfjs path), cancellation and result assembly.
+ * Internal: the public API is methods/sinkhorn.ts and methods/ot.ts.
+ */
+import type { Backend, Matrix } from '../api/types.js';
+import { checkNumber, describe, normalizePrior } from '../api/validate.js';
+import { isBackend, resolveNative } from '../native/backend.js';
+import type { NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding.js';
+import { NativeLoadError } from '../native/loader.js';
+import type { InputKind, ReferenceSinkhornInput, ReferenceSinkhornResult } from '../paths/reference/sinkhorn.js';
+import { referenceSinkhorn, referenceSinkhornAsync } from '../paths/reference/sinkhorn.js';
+
+/** Where a solve ran. */
+export type SolvedOn = 'cpu' | 'cuda' | 'reference' | 'tfjs';
+
+/** Options shared by every Sinkhorn-based solve (see `sinkhorn` for the math and the defaults). */
+export interface SolverOptions {
+  /** Entropic regularisation λ > 0. Default 1 (the paper uses λ ∈ [0.005, 2]; λ = 1 is the KL projection). */
+  lambda?: number;
+  /** Iteration cap (one iteration = an f and a g update), integer ≥ 1. Default 1000. */
+  maxIter?: number;
+  /** Stop when the column-marginal error ‖Yᵀ1 − c‖₁ / Σr < tol. Default 1e-3 (the paper's Δ). */
+  tol?: number;
+  /** Check the error every this many iterations (and at the last). Default 1. */
+  checkEvery?: number;
+  /** Warm start from earlier potentials (e.g. a previous result's `f`, `g`); both lengths must match. */
+  warmStart?: { f: ArrayLike<number>; g: ArrayLike<number> };
+  /** ε-scaling factor in (0, 1), or 0 = off (default): start at a large λ and shrink it by this factor per iteration down to `lambda`; helps very small λ. */
+  epsScaling?: number;
+  /** Over-relaxation ω ∈ [1, 2) of the g updates. Default 1 (plain Sinkhorn). */
+  overrelax?: number;
+  /** Worker threads of the native CPU engine, 0 = all cores (default). Results are bit-identical for any count. */
+  threads?: number;
+  /** Record the error at every check in `trace`. Default false. */
+  trace?: boolean;
+  /** Where to run: 'auto' (default: CUDA if usable, else native CPU, else the reference path), 'cpu', 'cuda', 'reference', 'tfjs'. */
+  backend?: Backend;
+}
+
+/** A checked, backend-neutral solve request. Exported for the backends (e.g. the tfjs path). */
+export interface SolveRequest {
+  fn: string;
+  x: Float32Array;
+  n: number;
+  k: number;
+  inputKind: InputKind;
+  lambda: number;
+  maxIter: number;
+  tol: number;
+  checkEvery: number;
+  threads: number;
+  rowMarginal?: Float64Array;
+  colMarginal: Float64Array;
+  f0?: Float64Array;
+  g0?: Float64Array;
+  epsScaling: number;
+  overrelax: number;
+  plan: boolean | Float32Array;
+  predictions: boolean;
+  trace: boolean;
+  backend: Backend;
+}
+
+/** What a solve returns, whatever the backend. */
+export interface SolveOutput {
+  f: Float64Array;
+  g: Float64Array;
+  iterations: number;
+  error: number;
+  converged: boolean;
+  mode: Array<'scaling' | 'log'>;
+  backend: SolvedOn;
+  plan?: Float32Array;
+  predictions?: Int32Array;
+  trace?: Float64Array;
+  seconds: number;
+  warning?: string;
+}
+
+/** Rejects anything but a plain options object with known keys (catches typos such as `lamda`). */
+export function checkOptions<T extends object>(fn: string, opts: unknown, allowed: readonly string[]): Partial<T> {
+  if (opts === undefined) return {};
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts))
+    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
+  for (const key of Object.keys(opts)) {
+    if (!allowed.includes(key))
+      throw new TypeError(`${fn}: unknown option '${key}' (expected one of: ${allowed.join(', ')})`);
+  }
+  return opts as Partial<T>;
+}
+
+export const SOLVER_OPTION_KEYS = [
+  'lambda', 'maxIter', 'tol', 'checkEvery', 'warmStart', 'epsScaling', 'overrelax', 'threads', 'trace', 'backend',
+] as const;
+
+/** A float64 vector of length `len`, every entry finite (and > 0 when `positive`). */
+export function checkVector(name: string, v: unknown, len: number, positive = false): Float64Array {
+  if (typeof v !== 'object' || v === null || typeof (v as ArrayLike<number>).length !== 'number')
+    throw new TypeError(`${name} must be an array of ${len} numbers, got ${describe(v)}`);
+  const a = v as ArrayLike<number>;
+  if (a.length !== len) throw new RangeError(`${name} must have length ${len}, got ${a.length}`);
+  const out = new Float64Array(len);
+  for (let i = 0; i < len; i++) {
+    const x = a[i];
+    if (typeof x !== 'number' || !Number.isFinite(x)) throw new RangeError(`${name}[${i}] must be a finite number, got ${String(x)}`);
+    if (positive && !(x > 0)) throw new RangeError(`${name}[${i}] must be > 0, got ${x}`);
+    out[i] = x;
+  }
+  return out;
+}
+
+function intOption(fn: string, name: string, v: unknown, def: number, min: number): number {
+  if (v === undefined) return def;
+  return checkNumber(`${fn}: ${name}`, v, { integer: true, min, max: 2 ** 31 - 1 });
+}
+
+/**
+ * Checks the common solver options and the marginals.
+ * Marginals: r = `rowMarginal` (default all ones); c = `colMarginal` if given (must have the same
+ * total mass as r, relative 1e-6), else Σr · μ with μ = `targetPrior` (normalised; default uniform).
+ */
+export function buildRequest(
+  fn: string,
+  x: Matrix,
+  inputKind: InputKind,
+  o: SolverOptions & {
+    rowMarginal?: ArrayLike<number>;
+    colMarginal?: ArrayLike<number>;
+    targetPrior?: unknown;
+    plan?: boolean | Float32Array;
+    predictions?: boolean;
+  },
+  defaults: { plan: boolean; predictions: boolean },
+): SolveRequest {
+  const n = x.rows;
+  const k = x.cols;
+  const lambda = o.lambda === undefined ? 1 : checkNumber(`${fn}: lambda`, o.lambda, { min: 0, exclusiveMin: true });
+  const maxIter = intOption(fn, 'maxIter', o.maxIter, 1000, 1);
+  const tol = o.tol === undefined ? 1e-3 : checkNumber(`${fn}: tol`, o.tol, { min: 0 });
+  const checkEvery = intOption(fn, 'checkEvery', o.checkEvery, 1, 1);
+  const threads = intOption(fn, 'threads', o.threads, 0, 0);
+  const epsScaling = o.epsScaling === undefined ? 0 : checkNumber(`${fn}: epsScaling`, o.epsScaling, { min: 0, max: 1 });
+  if (epsScaling !== 0 && !(epsScaling > 0 && epsScaling < 1))
+    throw new RangeError(`${fn}: epsScaling must be 0 (off) or in (0, 1), got ${epsScaling}`);
+  const overrelax = o.overrelax === undefined ? 1 : checkNumber(`${fn}: overrelax`, o.overrelax, { min: 1 });
+  if (!(overrelax < 2)) throw new RangeError(`${fn}: overrelax must be in [1, 2), got ${overrelax}`);
+  const backend = o.backend ?? 'auto';
+  if (!isBackend(backend))
+    throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(backend)}`);
+
+  let mass = n;
+  let rowMarginal: Float64Array | undefined;
+  if (o.rowMarginal !== undefined) {
+    rowMarginal = checkVector(`${fn}: rowMarginal`, o.rowMarginal, n, true);
+    mass = rowMarginal.reduce((s, v) => s + v, 0);
+  }
+  let colMarginal: Float64Array;
+  if (o.colMarginal !== undefined) {
+    if (o.targetPrior !== undefined) throw new TypeError(`${fn}: give either colMarginal or targetPrior, not both`);
+    colMarginal = checkVector(`${fn}: colMarginal`, o.colMarginal, k, true);
+    const cs = colMarginal.reduce((s, v) => s + v, 0);
+    if (Math.abs(cs - mass) > 1e-6 * mass)
+      throw new RangeError(`${fn}: colMarginal must sum to the row mass ${mass} (Σ rowMarginal, or N), got ${cs}`);
+  } else {
+    const mu = o.targetPrior === undefined ? new Float64Array(k).fill(1 / k) : normalizePrior(`${fn}: targetPrior`, o.targetPrior, k);
+    colMarginal = mu.map((v) => v * mass);
+  }
+
+  let f0: Float64Array | undefined;
+  let g0: Float64Array | undefined;
+  if (o.warmStart !== undefined) {
+    const ws = o.warmStart as unknown;
+    if (typeof ws !== 'object' || ws === null) throw new TypeError(`${fn}: warmStart must be { f, g }, got ${describe(ws)}`);
+    f0 = checkVector(`${fn}: warmStart.f`, (ws as { f: unknown }).f, n);
+    g0 = checkVector(`${fn}: warmStart.g`, (ws as { g: unknown }).g, k);
+  }
+
+  const planOpt = o.plan ?? defaults.plan;
+  if (typeof planOpt !== 'boolean') {
+    if (!(planOpt instanceof Float32Array))
+      throw new TypeError(`${fn}: plan must be a boolean or a Float32Array of length ${n * k}, got ${describe(planOpt)}`);
+    if (planOpt.length !== n * k) throw new RangeError(`${fn}: plan must have length rows*cols = ${n * k}, got ${planOpt.length}`);
+  }
+  const predictions = o.predictions ?? defaults.predictions;
+  if (typeof predictions !== 'boolean') throw new TypeError(`${fn}: predictions must be a boolean, got ${describe(predictions)}`);
+  const trace = o.trace ?? false;
+  if (typeof trace !== 'boolean') throw new TypeError(`${fn}: trace must be a boolean, got ${describe(trace)}`);
+
+  return {
+    fn, x: x.data, n, k, inputKind, lambda, maxIter, tol, checkEvery, threads, rowMarginal, colMarginal, f0, g0,
+    epsScaling, overrelax, plan: planOpt, predictions, trace, backend,
+  };
+}
+
+let referenceWarned = false;
+
+/** Resolves the backend: a native one, 'reference', or 'tfjs'. 'auto' falls back to the reference when the addon is missing. */
+type Picked = { kind: 'native'; native: ReturnType<typeof resolveNative> } | { kind: 'reference' } | { kind: 'tfjs' };
+
+function pick(req: SolveRequest): Picked {
+  if (req.backend === 'reference') return { kind: 'reference' };
+  if (req.backend === 'tfjs') return { kind: 'tfjs' };
+  try {
+    return { kind: 'native', native: resolveNative(req.backend) };
+  } catch (e) {
+    if (req.backend === 'auto' && e instanceof NativeLoadError) {
+      if (!referenceWarned && !process.env.OTLM_QUIET) {
+        referenceWarned = true;
+        process.emitWarning(`otlm: native addon not loaded, using the (slow) float64 reference path: ${e.message}`, {
+          code: 'OTLM_NATIVE_UNAVAILABLE',
+        });
+      }
+      return { kind: 'reference' };
+    }
+    throw e;
+  }
+}
+
+function tfjsUnavailable(fn: string): Error {
+  // HOOK: the tfjs path (src/paths/tfjs) plugs in here once it exists.
+  const e = new Error(`${fn}: backend 'tfjs' is not available yet for this method`);
+  (e as NodeJS.ErrnoException).code = 'OTLM_ENOTSUP';
+  return e;
+}
+
+function nativeArgs(req: SolveRequest, name: 'cpu' | 'cuda', cancel?: Int32Array): NativeSinkhornArgs {
+  const args: NativeSinkhornArgs = {
+    backend: name, x: req.x, n: req.n, k: req.k, inputKind: req.inputKind, lambda: req.lambda, maxIter: req.maxIter,
+    tol: req.tol, checkEvery: req.checkEvery, threads: req.threads, colMarginal: req.colMarginal,
+    epsScaling: req.epsScaling, overrelax: req.overrelax, plan: req.plan, predictions: req.predictions,
+    traceCap: req.trace ? Math.min(1 << 24, Math.ceil(req.maxIter / req.checkEvery) + 1) : 0,
+  };
+  if (req.rowMarginal) args.rowMarginal = req.rowMarginal;
+  if (req.f0 && req.g0) {
+    args.f0 = req.f0;
+    args.g0 = req.g0;
+  }
+  if (cancel) args.cancel = cancel;
+  return args;
+}
+
+function referenceInput(req: SolveRequest): ReferenceSinkhornInput {
+  return {
+    x: req.x, n: req.n, k: req.k, inputKind: req.inputKind, lambda: req.lambda, maxIter: req.maxIter, tol: req.tol,
+    checkEvery: req.checkEvery, rowMarginal: req.rowMarginal, colMarginal: req.colMarginal, f0: req.f0, g0: req.g0,
+    epsScaling: req.epsScaling, overrelax: req.overrelax,
+    plan: req.plan === false ? false : req.plan === true ? new Float32Array(req.n * req.k) : req.plan,
+    predictions: req.predictions,
+  };
+}
+
+function finish(req: SolveRequest, r: NativeSinkhornResult | ReferenceSinkhornResult, backend: SolvedOn, seconds: number): SolveOutput {
+  const out: SolveOutput = {
+    f: r.f, g: r.g, iterations: r.iterations, error: r.error, converged: r.converged,
+    mode: [...r.mode], backend, seconds,
+  };
+  if (r.plan) out.plan = r.plan as Float32Array;
+  if (r.predictions) out.predictions = r.predictions;
+  if (req.trace) out.trace = Float64Array.from(r.trace);
+  if (!out.converged) {
+    out.warning =
+      `${req.fn}: did not converge in ${out.iterations} iterations (maxIter): column-marginal error ` +
+      `${out.error.toExponential(3)} is not below tol ${req.tol}; raise maxIter, raise lambda, or try epsScaling`;
+  }
+  return out;
+}
+
+/** Runs a solve now, on the calling thread. */
+export function solveSync(req: SolveRequest): SolveOutput {
+  const p = pick(req);
+  if (p.kind === 'tfjs') throw tfjsUnavailable(req.fn);
+  if (p.kind === 'reference') {
+    const t0 = performance.now();
+    const r = referenceSinkhorn(referenceInput(req));
+    return finish(req, r, 'reference', (performance.now() - t0) / 1000);
+  }
+  const r = p.native.native.sinkhornSync(nativeArgs(req, p.native.name));
+  return finish(req, r, r.backend ?? p.native.name, r.seconds);
+}
+
+/** The AbortError a cancelled call rejects with (DOMException, as fetch() does). */
+export function abortError(fn: string, signal: AbortSignal, cause?: unknown): Error {
+  const e = new DOMException(`${fn}: the operation was aborted`, 'AbortError');
+  if (cause !== undefined || signal.reason !== undefined) Object.defineProperty(e, 'cause', { value: cause ?? signal.reason });
+  return e as unknown as Error;
+}
+
+export function checkSignal(fn: string, signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal)) throw new TypeError(`${fn}: signal must be an AbortSignal, got ${describe(signal)}`);
+  return signal;
+}
+
+/** Runs a solve off the main thread (native) or in slices (reference); `signal` cancels it. */
+export async function solve(req: SolveRequest, signal?: AbortSignal): Promise<SolveOutput> {
+  if (signal?.aborted) throw abortError(req.fn, signal);
+  const p = pick(req);
+  if (p.kind === 'tfjs') throw tfjsUnavailable(req.fn);
+  if (p.kind === 'reference') {
+    const t0 = performance.now();
+    const r = await referenceSinkhornAsync(
+      referenceInput(req),
+      () => signal?.aborted === true,
+      () => abortError(req.fn, signal as AbortSignal),
+    );
+    return finish(req, r, 'reference', (performance.now() - t0) / 1000);
+  }
+  // The engine polls this flag at its convergence checks.
+  const cancel = new Int32Array(1);
+  const onAbort = () => Atomics.store(cancel, 0, 1);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const r = await p.native.native.sinkhorn(nativeArgs(req, p.native.name, cancel));
+    return finish(req, r, r.backend ?? p.native.name, r.seconds);
+  } catch (e) {
+    if (signal && (e as NodeJS.ErrnoException)?.code === 'OTLM_EABORTED') throw abortError(req.fn, signal, e);
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

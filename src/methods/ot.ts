@@ -1,0 +1,158 @@
+/**
+ * OT post-hoc correction (the paper's Algorithm 1) and its online form.
+ */
+import type { Matrix, PriorInput } from '../api/types.js';
+import { checkMatrix, checkNumber, describe } from '../api/validate.js';
+import type { SolveOutput, SolverOptions } from './common.js';
+import { SOLVER_OPTION_KEYS, buildRequest, checkOptions, checkSignal, checkVector, solve, solveSync } from './common.js';
+
+export interface OtCorrectOptions extends SolverOptions {
+  /**
+   * Target class prior μ on the evaluation set (counts or probabilities; normalised; entries > 0).
+   * Default uniform (the balanced test sets of the paper). `'estimate'` (estimate μ from the logits)
+   * is reserved for the prior-estimation methods and not available yet.
+   */
+  targetPrior?: PriorInput | 'estimate';
+  /** Write the corrected probabilities into this Float32Array (length N·K) instead of a new one. */
+  out?: Float32Array;
+}
+
+export interface OtCorrectAsyncOptions extends OtCorrectOptions {
+  /** Cancels the solve; the Promise then rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** The result of a post-hoc correction (OT, DARP). */
+export interface CorrectionResult {
+  /** Corrected class probabilities, N×K; every row sums to 1 (the rows of the plan Y). */
+  probabilities: Matrix;
+  /** argmax of each row of `probabilities` (first maximum on ties). */
+  predictions: Int32Array;
+  /**
+   * OT: the class offsets g (length K). Row i of Y is softmax((Φ_i + g)/λ) and its argmax is
+   * argmax_j(Φ_ij + g_j), so `applyClassOffsets` corrects new samples exactly as the batch plan did
+   * (the online mode). DARP: −ν (row i's log-probabilities are shifted by −ν_k / w_i).
+   */
+  classOffsets: Float64Array;
+  /** OT: the row potentials f (length N); DARP: the log row scales. */
+  f: Float64Array;
+  iterations: number;
+  /** Column-marginal error ‖Yᵀ1 − Nμ‖₁ / N of the returned probabilities. */
+  error: number;
+  converged: boolean;
+  mode: Array<'scaling' | 'log'>;
+  backend: SolveOutput['backend'];
+  trace?: Float64Array;
+  seconds: number;
+  /** Set when the solve did not converge (maxIter reached). */
+  warning?: string;
+}
+
+const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'out'];
+
+function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
+  if (o.out !== undefined) {
+    if (!(o.out instanceof Float32Array)) throw new TypeError(`${fn}: out must be a Float32Array, got ${describe(o.out)}`);
+    const len = logits.rows * logits.cols;
+    if (o.out.length !== len) throw new RangeError(`${fn}: out must have length rows*cols = ${len}, got ${o.out.length}`);
+  }
+  if (o.targetPrior === 'estimate')
+    throw new TypeError(`${fn}: targetPrior 'estimate' is not available yet; pass the prior (counts or probabilities) or leave it out for uniform`);
+  if (typeof o.targetPrior === 'string')
+    throw new TypeError(`${fn}: targetPrior must be an array of numbers or 'estimate', got '${o.targetPrior}'`);
+}
+
+function toCorrection(logits: Matrix, r: SolveOutput): CorrectionResult {
+  const out: CorrectionResult = {
+    probabilities: { data: r.plan as Float32Array, rows: logits.rows, cols: logits.cols },
+    predictions: r.predictions as Int32Array,
+    classOffsets: r.g,
+    f: r.f,
+    iterations: r.iterations,
+    error: r.error,
+    converged: r.converged,
+    mode: r.mode,
+    backend: r.backend,
+    seconds: r.seconds,
+  };
+  if (r.trace) out.trace = r.trace;
+  if (r.warning) out.warning = r.warning;
+  return out;
+}
+
+/**
+ * OT post-hoc correction, the paper's Algorithm 1 (Eq. 9–11): with Z = softmax(Φ) and cost
+ * M = −log Z, solve
+ *
+ *   min_Y ⟨M, Y⟩ + λ Σ Y log Y   s.t.  Y 1_K = 1_N,  Yᵀ 1_N = N·μ
+ *
+ * by log-domain Sinkhorn (the cost is formed on the fly from the logits, never materialised) and
+ * return the rows of Y as corrected probabilities and their argmax as predictions.
+ *
+ * Defaults: lambda 1 (the paper sweeps λ ∈ [0.005, 2]), tol 1e-3 (the paper's Δ), maxIter 1000 (the
+ * paper runs T from 7 to 200 iterations; a solve that hits maxIter reports converged: false and a
+ * warning), μ uniform, backend 'auto'.
+ *
+ * @param logits Φ, N×K finite float32 logits of the classifier.
+ */
+export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): CorrectionResult {
+  const fn = 'otCorrectSync';
+  const o = checkOptions<OtCorrectOptions>(fn, opts, KEYS);
+  checkMatrix('logits', logits);
+  checkExtras(fn, o, logits);
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: o.targetPrior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  return toCorrection(logits, solveSync(req));
+}
+
+/** The Promise form of {@link otCorrectSync}; honours `signal`. */
+export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): Promise<CorrectionResult> {
+  const fn = 'otCorrect';
+  const o = checkOptions<OtCorrectAsyncOptions>(fn, opts, [...KEYS, 'signal']);
+  checkMatrix('logits', logits);
+  checkExtras(fn, o, logits);
+  const signal = checkSignal(fn, o.signal);
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: o.targetPrior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  return toCorrection(logits, await solve(req, signal));
+}
+
+/**
+ * The online mode: corrects logits with class offsets g from an earlier `otCorrect` solve
+ * (`result.classOffsets`), row by row, without solving again:
+ *
+ *   probabilities_i = softmax((Φ_i + g) / λ),   prediction_i = argmax_j (Φ_ij + g_j)
+ *
+ * On the logits of the solve itself this reproduces its plan rows (DESIGN.md §1). Float64 math.
+ *
+ * @param opts.lambda the λ of the solve that produced g (default 1).
+ */
+export function applyClassOffsets(
+  logits: Matrix,
+  classOffsets: ArrayLike<number>,
+  opts: { lambda?: number } = {},
+): { probabilities: Matrix; predictions: Int32Array } {
+  const fn = 'applyClassOffsets';
+  const o = checkOptions<{ lambda?: number }>(fn, opts, ['lambda']);
+  checkMatrix('logits', logits);
+  const { rows: n, cols: k, data } = logits;
+  const g = checkVector(`${fn}: classOffsets`, classOffsets, k);
+  const lambda = o.lambda === undefined ? 1 : checkNumber(`${fn}: lambda`, o.lambda, { min: 0, exclusiveMin: true });
+  const probs = new Float32Array(n * k);
+  const pred = new Int32Array(n);
+  const z = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    let mx = -Infinity;
+    let best = 0;
+    for (let j = 0; j < k; j++) {
+      z[j] = data[i * k + j] + g[j];
+      if (z[j] > mx) {
+        mx = z[j];
+        best = j;
+      }
+    }
+    let s = 0;
+    for (let j = 0; j < k; j++) s += (z[j] = Math.exp((z[j] - mx) / lambda));
+    for (let j = 0; j < k; j++) probs[i * k + j] = z[j] / s;
+    pred[i] = best;
+  }
+  return { probabilities: { data: probs, rows: n, cols: k }, predictions: pred };
+}

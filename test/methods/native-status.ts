@@ -1,0 +1,37 @@
+// Whether the native CPU Sinkhorn can run here; the reason when not (native tests skip and print it).
+import { sinkhornSync } from '../../src/methods/sinkhorn.js';
+
+export function nativeSinkhornUnavailable(): string | null {
+  try {
+    sinkhornSync({ data: new Float32Array([0, 1, 1, 0]), rows: 2, cols: 2 }, { backend: 'cpu' });
+    return null;
+  } catch (e) {
+    return `native CPU Sinkhorn unavailable: ${(e as Error).message}`;
+  }
+}
+
+/** A small seeded generator (mulberry32) so property tests draw big arrays cheaply and reproducibly. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Head-biased logits: Gaussian noise × scale, a margin on a "true" class, plus log of a skewed prior. */
+export function longTailedLogits(seed: number, n: number, k: number, scale = 1.5): Float32Array {
+  const u = rng(seed);
+  const gauss = () => Math.sqrt(-2 * Math.log(u() + 1e-300)) * Math.cos(2 * Math.PI * u());
+  const prior = Array.from({ length: k }, (_, j) => Math.exp(-j / Math.max(1, k / 3)));
+  const z = prior.reduce((s, v) => s + v, 0);
+  const x = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    const y = Math.floor(u() ** 2 * k);
+    for (let j = 0; j < k; j++) x[i * k + j] = gauss() * scale + Math.log(prior[j] / z) + (j === y ? 2 * scale : 0);
+  }
+  return x;
+}
