@@ -70,8 +70,9 @@ export function info(): OtlmInfo {
       out.cuda.runtimeVersion = ci.runtimeVersion;
       out.cuda.driver = true;
     } else {
-      // The CUDA library reports 'no CUDA driver ...' or 'no CUDA device ...' (driver present).
-      out.cuda.driver = ni.cuda.built && !/driver|not built|cannot load/i.test(ni.cuda.reason);
+      // The CUDA library says 'no CUDA driver: ...' when the driver is missing; any later
+      // failure ('no CUDA device (driver 12.4)', a failed probe kernel) means a driver answered.
+      out.cuda.driver = ni.cuda.built && !/^no CUDA driver|not built|cannot load|has no symbol|ABI/.test(ni.cuda.reason);
       out.cuda.reason = ni.cuda.reason;
     }
     if (ni.cuda.usable) out.backends.push('cuda');

@@ -4,15 +4,21 @@
 import type { Matrix, PriorInput } from '../api/types.js';
 import { checkMatrix, checkNumber, describe } from '../api/validate.js';
 import type { SolveOutput, SolverOptions } from './common.js';
+import type { PriorEstimate, PriorEstimateOptions } from '../prior/estimate.js';
+import { resolveTargetPrior } from '../prior/resolve.js';
 import { SOLVER_OPTION_KEYS, buildRequest, checkOptions, checkSignal, checkVector, solve, solveSync } from './common.js';
 
 export interface OtCorrectOptions extends SolverOptions {
   /**
    * Target class prior μ on the evaluation set (counts or probabilities; normalised; entries > 0).
-   * Default uniform (the balanced test sets of the paper). `'estimate'` (estimate μ from the logits)
-   * is reserved for the prior-estimation methods and not available yet.
+   * Default uniform (the balanced test sets of the paper). `'estimate'` estimates μ from the
+   * logits themselves (needs `trainPrior`; see `priorEstimation`, EM/MLLS by default).
    */
-  targetPrior?: PriorInput | 'estimate';
+  targetPrior?: PriorInput | 'uniform' | 'estimate';
+  /** Training class counts or prior π: needed by targetPrior 'estimate'. */
+  trainPrior?: PriorInput;
+  /** Options of the prior estimation for targetPrior 'estimate' (default EM/MLLS, no calibration). */
+  priorEstimation?: PriorEstimateOptions;
   /** Write the corrected probabilities into this Float32Array (length N·K) instead of a new one. */
   out?: Float32Array;
 }
@@ -44,11 +50,13 @@ export interface CorrectionResult {
   backend: SolveOutput['backend'];
   trace?: Float64Array;
   seconds: number;
-  /** Set when the solve did not converge (maxIter reached). */
+  /** targetPrior 'estimate': the estimator's report (prior, method, converged, condition number…). */
+  priorEstimate?: PriorEstimate;
+  /** Set when the solve did not converge (maxIter reached), or the prior estimation warned. */
   warning?: string;
 }
 
-const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'out'];
+const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'trainPrior', 'priorEstimation', 'out'];
 
 function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
   if (o.out !== undefined) {
@@ -56,10 +64,6 @@ function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
     const len = logits.rows * logits.cols;
     if (o.out.length !== len) throw new RangeError(`${fn}: out must have length rows*cols = ${len}, got ${o.out.length}`);
   }
-  if (o.targetPrior === 'estimate')
-    throw new TypeError(`${fn}: targetPrior 'estimate' is not available yet; pass the prior (counts or probabilities) or leave it out for uniform`);
-  if (typeof o.targetPrior === 'string')
-    throw new TypeError(`${fn}: targetPrior must be an array of numbers or 'estimate', got '${o.targetPrior}'`);
 }
 
 function toCorrection(logits: Matrix, r: SolveOutput): CorrectionResult {
@@ -78,6 +82,12 @@ function toCorrection(logits: Matrix, r: SolveOutput): CorrectionResult {
   if (r.trace) out.trace = r.trace;
   if (r.warning) out.warning = r.warning;
   return out;
+}
+
+function withPrior(r: CorrectionResult, tp: ReturnType<typeof resolveTargetPrior>): CorrectionResult {
+  if (tp.estimate) r.priorEstimate = tp.estimate;
+  if (tp.warning) r.warning = r.warning ? `${r.warning}; ${tp.warning}` : tp.warning;
+  return r;
 }
 
 /**
@@ -100,8 +110,9 @@ export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): Correcti
   const o = checkOptions<OtCorrectOptions>(fn, opts, KEYS);
   checkMatrix('logits', logits);
   checkExtras(fn, o, logits);
-  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: o.targetPrior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
-  return toCorrection(logits, solveSync(req));
+  const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  return withPrior(toCorrection(logits, solveSync(req)), tp);
 }
 
 /** The Promise form of {@link otCorrectSync}; honours `signal`. */
@@ -111,8 +122,9 @@ export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): P
   checkMatrix('logits', logits);
   checkExtras(fn, o, logits);
   const signal = checkSignal(fn, o.signal);
-  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: o.targetPrior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
-  return toCorrection(logits, await solve(req, signal));
+  const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  return withPrior(toCorrection(logits, await solve(req, signal)), tp);
 }
 
 /**

@@ -8,6 +8,8 @@ import type { Backend } from '../../src/api/types.js';
 import { readLabels, readMatrix, readVector } from '../../src/io/index.js';
 import { metrics } from '../../src/metrics.js';
 import { applyClassOffsets, otCorrect, otCorrectSync } from '../../src/methods/ot.js';
+import { estimatePrior } from '../../src/prior/estimate.js';
+import { floorPrior } from '../../src/prior/resolve.js';
 import { longTailedLogits, nativeSinkhornUnavailable } from './native-status.js';
 
 const noNative = nativeSinkhornUnavailable();
@@ -39,9 +41,15 @@ describe('online mode: applyClassOffsets reproduces the batch plan', () => {
 
 describe('otCorrect options', () => {
   const logits = { data: longTailedLogits(1, 50, 4), rows: 50, cols: 4 };
-  it("targetPrior 'estimate' is reserved: a clear error for now", async () => {
-    expect(() => otCorrectSync(logits, { targetPrior: 'estimate' })).toThrow(/targetPrior 'estimate' is not available yet/);
-    await expect(otCorrect(logits, { targetPrior: 'estimate' })).rejects.toThrow(/targetPrior 'estimate'/);
+  it("targetPrior 'estimate' needs trainPrior and solves with the EM estimate", async () => {
+    expect(() => otCorrectSync(logits, { targetPrior: 'estimate' })).toThrow(/targetPrior 'estimate' needs trainPrior/);
+    const trainPrior = [40, 30, 20, 10];
+    const est = estimatePrior(logits, trainPrior);
+    const a = await otCorrect(logits, { backend: 'reference', targetPrior: 'estimate', trainPrior, tol: 1e-9 });
+    const b = await otCorrect(logits, { backend: 'reference', targetPrior: floorPrior(est.prior), tol: 1e-9 });
+    expect(Array.from(a.priorEstimate!.prior)).toEqual(Array.from(est.prior));
+    expect(Array.from(a.probabilities.data)).toEqual(Array.from(b.probabilities.data));
+    expect(() => otCorrectSync(logits, { targetPrior: 'guess' as 'estimate' })).toThrow(/targetPrior/);
   });
   it("backend 'tfjs' is not available yet (the tfjs path plugs in later)", () => {
     expect(() => otCorrectSync(logits, { backend: 'tfjs' })).toThrow(/backend 'tfjs' is not available/);
