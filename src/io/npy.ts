@@ -316,13 +316,14 @@ export function npyToInt32(a: NpyArray, what = 'values'): Int32Array {
 // ---------------------------------------------------------------------------
 // Writing.
 
-export type NpyWritable = Float32Array | Float64Array | Int32Array;
+export type NpyWritable = Float32Array | Float64Array | Int32Array | Uint8Array;
 
 function descrOf(data: NpyWritable): string {
   if (data instanceof Float32Array) return '<f4';
   if (data instanceof Float64Array) return '<f8';
   if (data instanceof Int32Array) return '<i4';
-  throw new TypeError('encodeNpy: data must be a Float32Array, Float64Array or Int32Array');
+  if (data instanceof Uint8Array) return '|u1';
+  throw new TypeError('encodeNpy: data must be a Float32Array, Float64Array, Int32Array or Uint8Array');
 }
 
 /**
@@ -362,7 +363,11 @@ export function encodeNpy(data: NpyWritable, shape: readonly number[]): Uint8Arr
   if (HOST_LE) {
     out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), total);
   } else {
-    const setter = data instanceof Float32Array ? dv.setFloat32.bind(dv) : data instanceof Float64Array ? dv.setFloat64.bind(dv) : dv.setInt32.bind(dv);
+    const setter =
+      data instanceof Float32Array ? dv.setFloat32.bind(dv)
+      : data instanceof Float64Array ? dv.setFloat64.bind(dv)
+      : data instanceof Int32Array ? dv.setInt32.bind(dv)
+      : (o: number, v: number) => dv.setUint8(o, v);
     for (let i = 0; i < data.length; i++) setter(total + i * data.BYTES_PER_ELEMENT, data[i]!, true);
   }
   return out;

@@ -36,20 +36,6 @@ export interface ModelArrays {
   meta: ModelMeta;
 }
 
-/** `.npy` bytes of a 1-D uint8 array (encodeNpy writes only f4/f8/i4). Format 1.0, data 64-byte aligned. */
-function uint8Npy(data: Uint8Array): Uint8Array {
-  const dict = `{'descr': '|u1', 'fortran_order': False, 'shape': (${data.length},), }`;
-  const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
-  const header = dict + ' '.repeat(total - 10 - dict.length - 1) + '\n';
-  const out = new Uint8Array(total + data.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
-  out[8] = (total - 10) & 0xff;
-  out[9] = (total - 10) >> 8;
-  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
-  out.set(data, total);
-  return out;
-}
-
 export function encodeModel(m: ModelArrays): Uint8Array {
   const k = m.meta.k;
   return encodeNpz(
@@ -57,8 +43,8 @@ export function encodeModel(m: ModelArrays): Uint8Array {
       W: { data: m.w, shape: [k, k] },
       b: { data: m.b, shape: [k] },
       target_prior: { data: m.targetPrior, shape: [k] },
+      meta: new TextEncoder().encode(JSON.stringify(m.meta)),
     },
-    { extra: { 'meta.npy': uint8Npy(new TextEncoder().encode(JSON.stringify(m.meta))) } },
   );
 }
 
