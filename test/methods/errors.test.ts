@@ -64,7 +64,7 @@ describe('priors', () => {
     [[1, 0, 1], /targetPrior\[1\] must be > 0, got 0/],
     [[0, 0, 0], /targetPrior\[0\] must be > 0/],
     [[1, NaN, 1], /targetPrior\[1\] must be finite/],
-    ['uniform', /targetPrior must be/],
+    ['sideways', /targetPrior must be/],
   ];
   for (const [name, , call] of [...sync, ...asyncCalls]) {
     it(`${name}: targetPrior`, async () => {
