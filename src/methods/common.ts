@@ -10,6 +10,7 @@ import type { NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding
 import { NativeLoadError } from '../native/loader.js';
 import type { InputKind, ReferenceSinkhornInput, ReferenceSinkhornResult } from '../paths/reference/sinkhorn.js';
 import { referenceSinkhorn, referenceSinkhornAsync } from '../paths/reference/sinkhorn.js';
+import type { TfjsSinkhornResult } from '../paths/tfjs/sinkhorn.js';
 
 /** Where a solve ran. */
 export type SolvedOn = 'cpu' | 'cuda' | 'reference' | 'tfjs';
@@ -217,11 +218,20 @@ function pick(req: SolveRequest): Picked {
   }
 }
 
-function tfjsUnavailable(fn: string): Error {
-  // HOOK: the tfjs path (src/paths/tfjs) plugs in here once it exists.
-  const e = new Error(`${fn}: backend 'tfjs' is not available yet for this method`);
+function tfjsSyncUnavailable(fn: string): Error {
+  const e = new Error(`${fn}: backend 'tfjs' is asynchronous only; use the Promise form`);
   (e as NodeJS.ErrnoException).code = 'OTLM_ENOTSUP';
   return e;
+}
+
+/** The tfjs path runs plain log-domain Sinkhorn: reject the native-only solver options. */
+function tfjsRequest(req: SolveRequest): void {
+  const bad = req.epsScaling !== 0 ? 'epsScaling' : req.overrelax !== 1 ? 'overrelax' : undefined;
+  if (bad) {
+    const e = new Error(`${req.fn}: backend 'tfjs' does not support ${bad}; use backend 'cpu' or 'auto'`);
+    (e as NodeJS.ErrnoException).code = 'OTLM_ENOTSUP';
+    throw e;
+  }
 }
 
 function nativeArgs(req: SolveRequest, name: 'cpu' | 'cuda', cancel?: Int32Array): NativeSinkhornArgs {
@@ -250,7 +260,7 @@ function referenceInput(req: SolveRequest): ReferenceSinkhornInput {
   };
 }
 
-function finish(req: SolveRequest, r: NativeSinkhornResult | ReferenceSinkhornResult, backend: SolvedOn, seconds: number): SolveOutput {
+function finish(req: SolveRequest, r: NativeSinkhornResult | ReferenceSinkhornResult | TfjsSinkhornResult, backend: SolvedOn, seconds: number): SolveOutput {
   const out: SolveOutput = {
     f: r.f, g: r.g, iterations: r.iterations, error: r.error, converged: r.converged,
     mode: [...r.mode], backend, seconds,
@@ -269,7 +279,7 @@ function finish(req: SolveRequest, r: NativeSinkhornResult | ReferenceSinkhornRe
 /** Runs a solve now, on the calling thread. */
 export function solveSync(req: SolveRequest): SolveOutput {
   const p = pick(req);
-  if (p.kind === 'tfjs') throw tfjsUnavailable(req.fn);
+  if (p.kind === 'tfjs') throw tfjsSyncUnavailable(req.fn);
   if (p.kind === 'reference') {
     const t0 = performance.now();
     const r = referenceSinkhorn(referenceInput(req));
@@ -296,7 +306,23 @@ export function checkSignal(fn: string, signal: unknown): AbortSignal | undefine
 export async function solve(req: SolveRequest, signal?: AbortSignal): Promise<SolveOutput> {
   if (signal?.aborted) throw abortError(req.fn, signal);
   const p = pick(req);
-  if (p.kind === 'tfjs') throw tfjsUnavailable(req.fn);
+  if (p.kind === 'tfjs') {
+    tfjsRequest(req);
+    // Loaded on first use so `import 'otlm'` never pays for TensorFlow.js.
+    const { tfjsSinkhorn } = await import('../paths/tfjs/index.js');
+    try {
+      const r = await tfjsSinkhorn({ data: req.x, rows: req.n, cols: req.k }, {
+        inputKind: req.inputKind, lambda: req.lambda, maxIter: req.maxIter, tol: req.tol,
+        checkEvery: req.checkEvery, colMarginal: req.colMarginal, rowMarginal: req.rowMarginal,
+        g0: req.g0, plan: req.plan, predictions: req.predictions,
+        traceCap: req.trace ? Math.ceil(req.maxIter / req.checkEvery) + 1 : 0, signal,
+      });
+      return finish(req, r, 'tfjs', r.seconds);
+    } catch (e) {
+      if (signal?.aborted) throw abortError(req.fn, signal, e);
+      throw e;
+    }
+  }
   if (p.kind === 'reference') {
     const t0 = performance.now();
     const r = await referenceSinkhornAsync(

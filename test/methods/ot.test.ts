@@ -51,8 +51,16 @@ describe('otCorrect options', () => {
     expect(Array.from(a.probabilities.data)).toEqual(Array.from(b.probabilities.data));
     expect(() => otCorrectSync(logits, { targetPrior: 'guess' as 'estimate' })).toThrow(/targetPrior/);
   });
-  it("backend 'tfjs' is not available yet (the tfjs path plugs in later)", () => {
-    expect(() => otCorrectSync(logits, { backend: 'tfjs' })).toThrow(/backend 'tfjs' is not available/);
+  it("backend 'tfjs' agrees with the float64 reference; its sync form says to use the Promise", async () => {
+    expect(() => otCorrectSync(logits, { backend: 'tfjs' })).toThrow(/backend 'tfjs' is asynchronous only/);
+    await expect(otCorrect(logits, { backend: 'tfjs', overrelax: 1.5 })).rejects.toThrow(/does not support overrelax/);
+    const t = await otCorrect(logits, { backend: 'tfjs', tol: 1e-6 });
+    const r = await otCorrect(logits, { backend: 'reference', tol: 1e-6 });
+    expect(t.backend).toBe('tfjs');
+    expect(Array.from(t.predictions)).toEqual(Array.from(r.predictions));
+    let worst = 0;
+    for (let i = 0; i < r.probabilities.data.length; i++) worst = Math.max(worst, Math.abs(t.probabilities.data[i] - r.probabilities.data[i]));
+    expect(worst).toBeLessThan(1e-4);
   });
   it('target prior counts and probabilities give the same result; columns follow N·μ', async () => {
     const a = await otCorrect(logits, { backend: 'reference', targetPrior: [10, 20, 30, 40], tol: 1e-8 });

@@ -107,13 +107,14 @@ export function withTf<T>(name: TfBackendName, fn: (tf: TF) => Promise<T> | T): 
       await wasmReady;
     } else {
       cpuReady ??= (async () => {
-        // The cpu backend logs a "install tfjs-node" banner on creation; a library
-        // should not print, so silence tfjs' own logging just while it is created.
+        // The cpu backend logs an "install tfjs-node" banner on its first write; a library
+        // should not print, so silence tfjs' own logging just while it is first used.
         const env = tf.env();
         const prod = env.getBool('PROD');
         env.set('PROD', true);
         try {
           if (!(await tf.setBackend('cpu'))) throw new Error("backend 'tfjs': the TensorFlow.js cpu backend failed to initialise");
+          tf.scalar(0).dispose(); // the banner is printed on the backend's first write
         } finally {
           env.set('PROD', prod);
         }
@@ -125,11 +126,31 @@ export function withTf<T>(name: TfBackendName, fn: (tf: TF) => Promise<T> | T): 
     }
     if (tf.getBackend() !== name && !(await tf.setBackend(name)))
       throw new Error(`backend 'tfjs': cannot switch TensorFlow.js to the ${name} backend`);
-    return fn(tf);
+    try {
+      return await fn(tf);
+    } catch (e) {
+      throw explainWasmFailure(name, e);
+    }
   };
   const p = queue.then(run, run);
   queue = p.catch(() => undefined);
   return p;
+}
+
+/**
+ * The wasm backend reports an exhausted WebAssembly heap (wasm32: at most 4 GiB, less in practice
+ * for tfjs' build) as a bare "memory access out of bounds" RuntimeError; say what it means.
+ */
+function explainWasmFailure(name: TfBackendName, e: unknown): unknown {
+  const msg = (e as Error)?.message ?? '';
+  if (name !== 'wasm' || !/memory access out of bounds|out of memory|Cannot enlarge memory|Aborted\(/i.test(msg)) return e;
+  const err = new RangeError(
+    `backend 'tfjs' (wasm): the WebAssembly heap is exhausted (${msg}); the problem is too large for ` +
+      `tfjs-wasm's 32-bit heap: use the native backend, or tfBackend 'cpu'`,
+    { cause: e },
+  );
+  (err as NodeJS.ErrnoException).code = 'OTLM_ENOMEM';
+  return err;
 }
 
 /** Which tfjs backend features are active (for the benchmark and info()). */

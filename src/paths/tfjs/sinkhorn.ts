@@ -40,6 +40,8 @@ export interface TfjsSinkhornOptions {
   traceCap?: number;
   /** TensorFlow.js backend: 'wasm' (SIMD; single-threaded under Node) or 'cpu' (plain JS). Default 'wasm'. */
   tfBackend?: TfBackendName;
+  /** Cancels the solve between iterations (it rejects with the signal's reason, or an AbortError). */
+  signal?: AbortSignal;
 }
 
 export interface TfjsSinkhornResult {
@@ -120,6 +122,12 @@ export async function tfjsSinkhorn(x: Matrix, opts: TfjsSinkhornOptions = {}): P
   }
   const wantPlan = planOut !== undefined || opts.plan === true;
   const tfBackend = opts.tfBackend ?? 'wasm';
+  const signal = opts.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal must be an AbortSignal, got ${describe(signal)}`);
+  const stopIfAborted = () => {
+    if (signal?.aborted) throw signal.reason ?? new DOMException('tfjsSinkhorn: the operation was aborted', 'AbortError');
+  };
+  stopIfAborted();
 
   return withTf(tfBackend, async (tf) => {
     const t0 = performance.now();
@@ -141,6 +149,11 @@ export async function tfjsSinkhorn(x: Matrix, opts: TfjsSinkhornOptions = {}): P
     let converged = false;
     try {
       for (let t = 1; t <= maxIter; t++) {
+        if (signal) {
+          // Each iteration is synchronous tfjs work: yield so an abort can be seen.
+          await new Promise<void>((r) => setImmediate(r));
+          stopIfAborted();
+        }
         u?.dispose();
         u = tf.tidy(() => tf.sub(logr, tf.logSumExp(tf.add(S, v), 1, true)) as import('@tensorflow/tfjs').Tensor2D);
         iterations = t;
