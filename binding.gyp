@@ -23,7 +23,7 @@
         ['openblas_static!=""', {
           'defines': ['OTLM_HAVE_CBLAS=1', 'OTLM_GEMM_PROVIDER="openblas-static"'],
           'include_dirs': ['/usr/include/x86_64-linux-gnu/openblas-pthread'],
-          'libraries': ['<(openblas_static)', '-lgfortran'],
+          'libraries': ['<(openblas_static)'],
         }, {
           'defines': ['OTLM_GEMM_PROVIDER="builtin"'],
         }],

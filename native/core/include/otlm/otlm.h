@@ -62,7 +62,10 @@ typedef struct otlm_sinkhorn_params {
   int32_t threads;         /* 0 = backend default */
   int32_t warm_start;      /* 1: f and g hold initial potentials */
   double eps_scaling;      /* 0 = off; else factor in (0,1): λ_t = max(λ, λ0·factor^t), λ0 from the cost scale */
-  double overrelax;        /* 1 = plain Sinkhorn; ω in (1,2) = over-relaxed updates */
+  double overrelax;        /* 1 = plain Sinkhorn; ω in (1,2): accelerated g-updates (CPU: Anderson
+                              mixing, memory 8, relaxation ω, safeguarded restarts; CUDA: adaptive
+                              over-relaxation). f updates stay plain, so rows remain exact and every
+                              backend converges to the same plan. */
 } otlm_sinkhorn_params;
 
 typedef struct otlm_sinkhorn_buffers {

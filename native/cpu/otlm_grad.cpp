@@ -1,0 +1,314 @@
+// OTLM loss and gradient on the CPU (DESIGN.md §1, otlm.h):
+//   A = Φ_B W + b, logZ = log_softmax(A), M = -logZ, (f, g) = Sinkhorn_T(M, λ, r = 1, c = B·μ),
+//   Y = exp((f ⊕ g - M)/λ),  L = (<Y, M> + λ<Y, log Y>)/B = (Σ_i f_i·rowsum_i + Σ_j g_j·colsum_j)/B.
+//
+// Forward: iteration t computes f_t = F(g_{t-1}) row by row and, in the same pass, the column sums of
+// the plan exp((f_t ⊕ g_{t-1} - M)/λ) (entries <= 1, so no overflow), which give both the column error
+// and g_t = g_{t-1} + λ(log c - log colsum). Columns whose sum underflows get an exact log-sum-exp.
+//
+// Backward (unrolled): reverse mode through the recurrences, storing only f_t, g_t. With
+//   P^f_t = exp((f_t ⊕ g_{t-1} - M)/λ)  (∂f_t,i/∂g_{t-1,j} = -P^f_ij, ∂f_t,i/∂M_ij = P^f_ij)
+//   P^g_t = exp((f_t ⊕ g_t - M)/λ)      (∂g_t,j/∂f_t,i = -P^g_ij/c_j, ∂g_t,j/∂M_ij = P^g_ij/c_j)
+// one pass per t = S..1 does, for each row i: f̄_t,i = -Σ_j (ḡ_t,j/c_j) P^g_ij (or, for t = S, the
+// direct terms of L), M̄_ij += (ḡ_t,j/c_j) P^g_ij + f̄_t,i P^f_ij, and ḡ_{t-1,j} -= Σ_i f̄_t,i P^f_ij.
+// The last pass (t = 1) finishes row i of M̄ and turns it into dL/dA through log_softmax while hot.
+// Envelope: M̄ = Y/B (Danskin), one pass. Then dL/dW = Φ_Bᵀ dL/dA.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <new>
+
+#include "cpu_internal.h"
+#include "otlm/validate.h"
+#include "otlm_engine.h"
+#include "otlm_kernels.h"
+#include "thread_pool.h"
+
+namespace otlm::cpu {
+
+namespace {
+constexpr int64_t kRowsPerTask = 64;  // fixed row chunk: results independent of the thread count
+// Below this a float column sum has lost terms to underflow (exp_f flushes below e^-87 ≈ 1.6e-38).
+constexpr double kColsumFloor = 1e-25;
+
+struct Scratch {
+  std::vector<float> a, b, c;
+  std::vector<double> x;
+  void ensure(int64_t k) {
+    if (int64_t(a.size()) < k) {
+      x.resize(size_t(k));
+      a.resize(size_t(k));
+      b.resize(size_t(k));
+      c.resize(size_t(k));
+    }
+  }
+};
+Scratch& scratch(int64_t k) {
+  thread_local Scratch s;
+  s.ensure(k);
+  return s;
+}
+
+int64_t task_count(int64_t b) { return (b + kRowsPerTask - 1) / kRowsPerTask; }
+
+// Sums the per-task column accumulators in task order.
+void merge_columns(const std::vector<double>& colacc, int64_t tasks, int64_t k, double* out) {
+  for (int64_t j = 0; j < k; ++j) out[j] = 0;
+  for (int64_t t = 0; t < tasks; ++t) {
+    const double* a = colacc.data() + t * k;
+    for (int64_t j = 0; j < k; ++j) out[j] += a[j];
+  }
+}
+}  // namespace
+
+void OtlmWorkspace::reserve(int64_t b, int64_t k, int32_t T) {
+  const size_t bk = size_t(b) * size_t(k);
+  if (logz.size() < bk) logz.resize(bk);
+  if (dbuf.size() < bk) dbuf.resize(bk);
+  if (f_hist.size() < size_t(T) * size_t(b)) f_hist.resize(size_t(T) * size_t(b));
+  if (g_hist.size() < size_t(T) * size_t(k)) g_hist.resize(size_t(T) * size_t(k));
+  if (colacc.size() < size_t(task_count(b)) * size_t(k)) colacc.resize(size_t(task_count(b)) * size_t(k));
+  if (colsum.size() < size_t(k)) colsum.resize(size_t(k));
+  if (fbar.size() < size_t(b)) fbar.resize(size_t(b));
+  if (gbar.size() < size_t(k)) gbar.resize(size_t(k));
+  if (grad.size() < size_t(k) * size_t(k)) grad.resize(size_t(k) * size_t(k));
+}
+
+otlm_status check_prior(const char* who, const double* mu, int64_t k, otlm_error* err) {
+  if (!mu) return fail(err, OTLM_EINVAL, "%s: targetPrior is required", who);
+  double s = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    if (!(mu[j] > 0) || !std::isfinite(mu[j]))
+      return fail(err, OTLM_EINVAL, "%s: targetPrior[%lld] must be finite and > 0, got %g", who,
+                  (long long)j, mu[j]);
+    s += mu[j];
+  }
+  if (std::fabs(s - 1) > 1e-6)
+    return fail(err, OTLM_EINVAL, "%s: targetPrior must sum to 1, sums to %.17g", who, s);
+  return OTLM_OK;
+}
+
+otlm_status check_finite(const char* who, const char* name, const float* x, int64_t count, int64_t cols,
+                         otlm_error* err) {
+  for (int64_t i = 0; i < count; ++i)
+    if (!std::isfinite(x[i])) {
+      if (cols > 1)
+        return fail(err, OTLM_EINVAL, "%s: %s[%lld, %lld] is not finite (%g)", who, name,
+                    (long long)(i / cols), (long long)(i % cols), double(x[i]));
+      return fail(err, OTLM_EINVAL, "%s: %s[%lld] is not finite (%g)", who, name, (long long)i,
+                  double(x[i]));
+    }
+  return OTLM_OK;
+}
+
+otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b, int64_t b,
+                                  const float* w, const float* bias, const double* mu,
+                                  OtlmWorkspace& ws, OtlmResult& res, otlm_error* err) {
+  const int64_t k = p->k;
+  const int threads = resolve_threads(p->threads);
+  const double lam = p->lambda;
+  const double invlam = 1.0 / lam;
+  const int32_t T = p->sinkhorn_iters;
+  const OtlmKernels& kr = otlm_kernels();
+  const int64_t tasks = task_count(b);
+  try {
+    ws.reserve(b, k, T);
+  } catch (const std::bad_alloc&) {
+    return fail(err, OTLM_ENOMEM, "otlm: cannot allocate the workspace for a batch of %lld x %lld (%.1f MB)",
+                (long long)b, (long long)k, 2.0 * double(b) * double(k) * 4 / 1e6);
+  }
+  float* L = ws.logz.data();
+  float* D = ws.dbuf.data();
+  std::vector<double> logc(static_cast<size_t>(k)), c(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) {
+    c[j] = double(b) * mu[j];
+    logc[j] = std::log(c[j]);
+  }
+
+  // ---- A = Φ_B W + b with the row log-softmax fused in while each panel of rows is hot.
+  const std::function<void(int64_t, int64_t)> log_softmax_rows = [&](int64_t r0, int64_t r1) {
+    Scratch& s = scratch(k);
+    for (int64_t i = r0; i < r1; ++i) kr.log_softmax_row(L + i * k, k, s.a.data());
+  };
+  gemm_nn(b, k, k, phi_b, w, bias, L, threads, &log_softmax_rows);
+
+  // ---- Sinkhorn forward; keep f_t (t = 1..S) and g_{t-1}.
+  std::vector<double> gs(static_cast<size_t>(k));
+  double* G = ws.g_hist.data();  // row t-1 holds g_{t-1}
+  double* F = ws.f_hist.data();  // row t-1 holds f_t
+  for (int64_t j = 0; j < k; ++j) G[j] = 0;
+  int32_t S = 0;
+  double error = 0;
+  int64_t fallbacks = 0;
+  for (int32_t t = 1; t <= T; ++t) {
+    const double* gprev = G + size_t(t - 1) * k;
+    double* ft = F + size_t(t - 1) * b;
+    for (int64_t j = 0; j < k; ++j) gs[j] = gprev[j] / lam;
+    parallel_for(tasks, threads, [&](int64_t task) {
+      Scratch& s = scratch(k);
+      double* acc = ws.colacc.data() + task * k;
+      std::fill(acc, acc + k, 0.0);
+      const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
+      for (int64_t i = task * kRowsPerTask; i < i1; ++i) {
+        double m;
+        const float sum = kr.row_lse(L + i * k, gs.data(), invlam, k, s.x.data(), s.a.data(), &m);
+        ft[i] = -lam * (m + std::log(double(sum)));
+        kr.acc_scaled(acc, s.a.data(), 1.0 / double(sum), k);
+      }
+    });
+    double* colsum = ws.colsum.data();
+    merge_columns(ws.colacc, tasks, k, colsum);
+    // Columns whose float sum underflowed: exact log-sum-exp in double over the column.
+    std::vector<double> exact_lse;
+    for (int64_t j = 0; j < k; ++j) {
+      if (!(colsum[j] < kColsumFloor)) continue;  // (NaN too: nothing to rescue)
+      double mx = -INFINITY;
+      for (int64_t i = 0; i < b; ++i) mx = std::max(mx, (ft[i] + double(L[i * k + j])) / lam);
+      double s = 0;
+      for (int64_t i = 0; i < b; ++i) s += std::exp((ft[i] + double(L[i * k + j])) / lam - mx);
+      const double lse = mx + std::log(s);  // LSE_i((f_i - M_ij)/λ)
+      colsum[j] = std::exp(lse + gprev[j] / lam);
+      if (t < T) {
+        // g_t computed from the exact LSE; mark by storing it now (the generic update below skips it).
+        exact_lse.resize(size_t(k), NAN);
+        exact_lse[j] = lse;
+      }
+      ++fallbacks;
+    }
+    error = 0;
+    for (int64_t j = 0; j < k; ++j) error += std::fabs(colsum[j] - c[j]);
+    error /= double(b);
+    S = t;
+    if (t == T || (p->tol > 0 && error < p->tol)) break;
+    double* gt = G + size_t(t) * k;
+    for (int64_t j = 0; j < k; ++j) {
+      if (!exact_lse.empty() && !std::isnan(exact_lse[j])) gt[j] = lam * (logc[j] - exact_lse[j]);
+      else gt[j] = gprev[j] + lam * (logc[j] - std::log(colsum[j]));
+    }
+  }
+  const double* fS = F + size_t(S - 1) * b;
+  const double* gS = G + size_t(S - 1) * k;  // g_{S-1}
+  double loss = 0;
+  {
+    // rows of the final plan sum to 1 by construction of f_S
+    double sf = 0, sg = 0;
+    for (int64_t i = 0; i < b; ++i) sf += fS[i];
+    for (int64_t j = 0; j < k; ++j) sg += gS[j] * ws.colsum[j];
+    loss = (sf + sg) / double(b);
+  }
+  res.loss = loss;
+  res.marginal_error = error;
+  res.iterations = S;
+  res.log_fallbacks = fallbacks;
+  if (!std::isfinite(loss))
+    return fail(err, OTLM_ENONFINITE, "otlm: the loss is not finite (%g) after %d Sinkhorn iterations", loss, S);
+
+  // ---- Backward: M̄ in D, finished into dL/dA.
+  const float invB = float(1.0 / double(b));
+  if (p->grad_mode == OTLM_GRAD_ENVELOPE) {
+    // M̄ = Y/B with Y the final plan.
+    for (int64_t j = 0; j < k; ++j) gs[j] = gS[j] / lam;
+    parallel_for(tasks, threads, [&](int64_t task) {
+      Scratch& s = scratch(k);
+      const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
+      for (int64_t i = task * kRowsPerTask; i < i1; ++i) {
+        float* Di = D + i * k;
+        kr.exp_shift(L + i * k, gs.data(), fS[i] / lam, invlam, k, Di);
+        for (int64_t j = 0; j < k; ++j) Di[j] *= invB;
+        kr.softmax_back(L + i * k, k, Di, s.a.data());
+      }
+    });
+  } else {
+    std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
+    std::vector<float> a(static_cast<size_t>(k));
+    double* gbar = ws.gbar.data();
+    for (int32_t t = S; t >= 1; --t) {
+      const double* ft = F + size_t(t - 1) * b;
+      const double* gprev = G + size_t(t - 1) * k;
+      for (int64_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
+      if (t < S) {
+        const double* gcur = G + size_t(t) * k;
+        for (int64_t j = 0; j < k; ++j) {
+          gc[j] = gcur[j] / lam;
+          a[j] = float(gbar[j] / c[j]);
+        }
+      }
+      const bool want_cols = t > 1;
+      parallel_for(tasks, threads, [&](int64_t task) {
+        Scratch& s = scratch(k);
+        double* acc = want_cols ? ws.colacc.data() + task * k : nullptr;
+        if (acc) std::fill(acc, acc + k, 0.0);
+        const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
+        for (int64_t i = task * kRowsPerTask; i < i1; ++i) {
+          const float* Li = L + i * k;
+          float* Di = D + i * k;
+          const double fc = ft[i] / lam;
+          if (t == S) {
+            float* y = s.a.data();
+            float* u = s.b.data();
+            kr.exp_shift(Li, gp.data(), fc, invlam, k, y);
+            float su, sy;
+            kr.last_u(y, gp.data(), fc, k, u, &su, &sy);
+            const float fbar = invB * (su + sy);
+            kr.last_update(y, u, invB, fbar, k, Di, acc);
+          } else {
+            float* q = s.a.data();
+            float* pf = s.b.data();
+            kr.exp_shift(Li, gc.data(), fc, invlam, k, q);
+            const float fbar = -kr.mul_sum(q, a.data(), k);
+            kr.exp_shift(Li, gp.data(), fc, invlam, k, pf);
+            kr.mid_update(q, pf, fbar, k, Di, acc);
+          }
+          if (t == 1) kr.softmax_back(Li, k, Di, s.c.data());
+        }
+      });
+      if (want_cols) merge_columns(ws.colacc, tasks, k, gbar);  // ḡ_{t-1}
+    }
+  }
+
+  // ---- dL/dW = Φ_Bᵀ dL/dA
+  gemm_tn(b, k, k, phi_b, D, ws.grad.data(), threads);
+  for (int64_t q = 0; q < k * k; ++q)
+    if (!std::isfinite(ws.grad[q]))
+      return fail(err, OTLM_ENONFINITE, "otlm: the gradient dL/dW[%lld, %lld] is not finite (loss %g)",
+                  (long long)(q / k), (long long)(q % k), loss);
+  return OTLM_OK;
+}
+
+otlm_status loss_grad(const otlm_train_params* p, const float* phi_b, int64_t b, const float* w,
+                      const float* bias, const double* target_prior, double* loss, float* grad_w,
+                      otlm_step_report* rep, otlm_error* err) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (otlm_status s = validate_train(p, err)) return s;
+  const int64_t k = p->k;
+  if (b < 1) return fail(err, OTLM_EINVAL, "lossGrad: batch size must be >= 1, got %lld", (long long)b);
+  if (b > kMaxElements32 / k || k > kMaxElements32 / k)
+    return fail(err, OTLM_EINVAL, "lossGrad: batch %lld x %lld exceeds 2^31-1 elements", (long long)b,
+                (long long)k);
+  if (!phi_b) return fail(err, OTLM_EINVAL, "lossGrad: logits (phi) are required");
+  if (!w) return fail(err, OTLM_EINVAL, "lossGrad: weights (w) are required");
+  if (otlm_status s = check_prior("lossGrad", target_prior, k, err)) return s;
+  if (otlm_status s = check_finite("lossGrad", "logits", phi_b, b * k, k, err)) return s;
+  if (otlm_status s = check_finite("lossGrad", "weights", w, k * k, k, err)) return s;
+  if (bias)
+    if (otlm_status s = check_finite("lossGrad", "bias", bias, k, 1, err)) return s;
+  OtlmWorkspace ws;
+  OtlmResult res;
+  otlm_status st = otlm_forward_backward(p, phi_b, b, w, bias, target_prior, ws, res, err);
+  if (loss) *loss = res.loss;
+  double gn = 0;
+  if (st == OTLM_OK) {
+    for (int64_t q = 0; q < k * k; ++q) gn += double(ws.grad[q]) * double(ws.grad[q]);
+    if (grad_w) std::copy(ws.grad.begin(), ws.grad.begin() + k * k, grad_w);
+  }
+  if (rep) {
+    rep->loss = res.loss;
+    rep->marginal_error = res.marginal_error;
+    rep->sinkhorn_iters = res.iterations;
+    rep->grad_norm = std::sqrt(gn);
+    rep->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return st;
+}
+
+}  // namespace otlm::cpu

@@ -1,0 +1,27 @@
+// Row kernels of the OTLM engine, one table per ISA, chosen once at run time.
+#pragma once
+#include <cstdint>
+
+namespace otlm::cpu {
+
+struct OtlmKernels {
+  const char* isa;  // "avx512", "avx2" or "baseline"
+  float (*sum)(const float* x, int64_t n);
+  float (*row_lse)(const float* L, const double* gs, double invlam, int64_t n, double* xs, float* e, double* m);
+  void (*exp_shift)(const float* L, const double* gs, double c, double invlam, int64_t n, float* out);
+  void (*acc_scaled)(double* acc, const float* e, double scale, int64_t n);
+  void (*last_u)(const float* y, const double* gs, double fc, int64_t n, float* u, float* su, float* sy);
+  void (*last_update)(const float* y, const float* u, float invB, float fbar, int64_t n, float* mbar,
+                      double* acc);
+  float (*mul_sum)(float* pg, const float* a, int64_t n);
+  void (*mid_update)(const float* q, const float* pf, float fbar, int64_t n, float* mbar, double* acc);
+  void (*softmax_back)(const float* L, int64_t n, float* mbar, float* z);
+  void (*log_softmax_row)(float* a, int64_t n, float* scratch);
+};
+
+// The best table this CPU supports; OTLM_ISA=baseline|avx2|avx512 in the environment caps it
+// (used by the tests to check that every ISA gives the same bits).
+const OtlmKernels& otlm_kernels();
+const OtlmKernels& otlm_kernels_for(const char* isa);  // nullptr-safe: unknown -> baseline
+
+}  // namespace otlm::cpu
