@@ -212,9 +212,6 @@ function pickBackend(backend: Backend): ReturnType<typeof resolveNative> | 'refe
   }
 }
 
-/** Largest K for which the native loop copies W after each step to check it is finite. */
-const SNAPSHOT_MAX_K = 256;
-
 function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !allowed.includes(v as T))
     throw new RangeError(`${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${typeof v === 'string' ? `'${v}'` : describe(v)}`);
@@ -492,36 +489,22 @@ export class OTLM {
         aborted, stoppedEarly, seconds: (performance.now() - t0) / 1000, backend: engine.name,
       };
     };
-    // The engines never apply an update from a non-finite loss or gradient, but the native trainer does
-    // not check the updated W itself; for K ≤ 256 a per-step copy (≤ 256 KiB) catches an update that
-    // overflowed float32 at once. Above that, such a W is only seen when the next step fails.
-    const guard = engine.name !== 'reference' && (this.k as number) <= SNAPSHOT_MAX_K;
-    let lastGood: Float32Array | undefined = guard ? engine.getWeights() : undefined;
+    // Every engine refuses a step whose loss, gradient or updated W is not finite (OTLM_ENONFINITE)
+    // and leaves W as it was, so the W read back here is the last finite one.
     const fail = (e: unknown, s: number): never => {
       const err = e as NodeJS.ErrnoException;
       let w: Float32Array | undefined;
       try { w = engine.getWeights(); } catch { w = undefined; }
       try { engine.close(); } catch { /* already failing */ }
       this.busy = false;
-      if (!(w && w.every(Number.isFinite))) w = lastGood;
-      const kept = w !== undefined;
-      if (w) { this.w = w; this.trainedSteps = s - 1; }
-      const note = kept ? '' : ' (an earlier update overflowed W; the model keeps its weights from before fit)';
-      if (err instanceof OtlmDivergenceError) throw new OtlmDivergenceError(s, err.detail + note);
-      if (err?.code === 'OTLM_ENONFINITE') throw new OtlmDivergenceError(s, err.message + note);
+      if (w && w.every(Number.isFinite)) { this.w = w; this.trainedSteps = s - 1; }
+      if (err instanceof OtlmDivergenceError) throw new OtlmDivergenceError(s, err.detail);
+      if (err?.code === 'OTLM_ENONFINITE') throw new OtlmDivergenceError(s, err.message);
       throw e;
     };
     // Returns true to stop.
     const after = (rep: NativeStepReport, s: number, lr: number, ms: number): boolean => {
       if (!Number.isFinite(rep.loss)) fail(new OtlmDivergenceError(s + 1, `the loss is ${rep.loss}`), s + 1);
-      if (guard) {
-        const w = engine.getWeights();
-        if (!w.every(Number.isFinite)) {
-          engine.setWeights(lastGood!); // undo the overflowing update
-          fail(new OtlmDivergenceError(s + 1, 'the optimizer update made W non-finite'), s + 1);
-        }
-        lastGood = w;
-      }
       losses[s] = rep.loss;
       errors[s] = rep.marginalError;
       done = s + 1;
