@@ -42,13 +42,6 @@ export function bundledData(): { dir: string; val: string; valLabels: string; te
 
 const BUNDLED_SOURCE = 'Fashion-MNIST-LT (imbalance ratio 100, K = 10): logits of a small CNN trained with plain cross-entropy on a long-tailed subset of Debian\'s dataset-fashion-mnist; 5000 validation + 5000 test images (see data/fmnist-lt/PROVENANCE.md)';
 
-/**
- * OTLM settings of the demo and the default report: full batch (N = 5000), λ = 0.3, T = 50, 30 Adam
- * steps at lr 3e-3, bias b = −log π. Picked from a 4-point sweep on this data (λ ∈ {0.1, 0.3, 1}) for a
- * fit of a few seconds; the paper's presets (--preset) target 10k-row batches and K ≥ 100.
- */
-const DEMO_FIT = { iterations: 30, lr: 0.003, batchSize: 5000, lambda: 0.3, sinkhornIters: 50, optimizer: 'adam' } as const;
-
 export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command) => Command): void {
   const cmd = (name: string, desc: string): Command => {
     const c = setup(program.command(name).description(desc));
@@ -129,7 +122,7 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
       const d = bundledData();
       ctx.note(`Data: ${BUNDLED_SOURCE}.`);
       ctx.note('OTLM is fitted on the unlabeled validation logits; every method is scored on the test logits (uniform target prior).');
-      const ev = await runEval(ctx, { ...o, logits: d.test, labels: d.testLabels, trainCounts: d.trainCounts, valLogits: d.val, demoFit: true });
+      const ev = await runEval(ctx, { ...o, logits: d.test, labels: d.testLabels, trainCounts: d.trainCounts, valLogits: d.val });
       if (o.json) ctx.out(JSON.stringify({ data: d.dir, source: BUNDLED_SOURCE, ...evalJson(ev) }, null, 2) + '\n');
       else ctx.out(evalTable(ev));
     });
@@ -221,7 +214,8 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
       if (val.cols !== test.cols) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${test.cols}`);
     }
     if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
-    const fit = o.demoFit ? { ...DEMO_FIT, ...fitOverrides(o) } : fitOverrides(o);
+    // Without flags OTLM runs with its defaults: the paper's CIFAR-100-LT settings (Appendix C).
+    const fit = fitOverrides(o);
     if (o.preset) (fit as Record<string, unknown>).preset = o.preset;
     return {
       test, labels, trainCounts, targetPrior, val, model: o.model as string | undefined, methods,
@@ -398,7 +392,7 @@ async function cmdReport(ctx: Ctx, o: Opts): Promise<void> {
   if (!useBundled && !o.labels) throw usageError('--labels is required with --logits');
   const d = bundledData();
   const args: Opts = useBundled
-    ? { ...o, logits: d.test, labels: d.testLabels, trainCounts: o.trainCounts ?? d.trainCounts, valLogits: o.valLogits ?? (o.model ? undefined : d.val), demoFit: true }
+    ? { ...o, logits: d.test, labels: d.testLabels, trainCounts: o.trainCounts ?? d.trainCounts, valLogits: o.valLogits ?? (o.model ? undefined : d.val) }
     : o;
   const inputs = ['logits', 'labels', 'trainCounts', 'targetPrior', 'valLogits', 'model'].map((k) => args[k]).filter((v): v is string => typeof v === 'string');
   const force = Boolean(o.force);

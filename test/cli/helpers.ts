@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { afterAll } from 'vitest';
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'otlm.js');
 export const DATA = path.join(ROOT, 'data', 'fmnist-lt');
@@ -48,11 +50,19 @@ export function otlm(args: string[], opts: { input?: Buffer | string; cwd?: stri
   return { code: r.status ?? -1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), stdoutBytes: r.stdout };
 }
 
-/** Fresh temporary directory under test/out. */
+const made: string[] = [];
+// Each test file evaluates this module anew, so this removes that file's directories.
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Fresh temporary directory under test/out, removed after the test file. */
 export function tmpDir(name: string): string {
   const base = path.join(ROOT, 'test', 'out');
   fs.mkdirSync(base, { recursive: true });
-  return fs.mkdtempSync(path.join(base, `${name}-`));
+  const d = fs.mkdtempSync(path.join(base, `${name}-`));
+  made.push(d);
+  return d;
 }
 
 /** Files in dir (hidden temp files included), to check that nothing partial was left. */
