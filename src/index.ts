@@ -39,3 +39,7 @@ export { runCli, EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_RUNTIME } from './cli
 export type { CliIo, WritableLike, ReadableLike } from './cli/main.js';
 export { renderReport } from './report/index.js';
 export type { ReportData, ReportMethod } from './report/index.js';
+
+// Files: .npy / .npz (FILE.npz:NAME) / raw .f32 / CSV readers and atomic writers.
+export { readMatrix, readVector, readLabels, writeMatrix, writeVector, writeFileAtomic, IoError } from './io/index.js';
+export type { ReadOptions, WriteOptions } from './io/index.js';

@@ -19,12 +19,9 @@ import { encodeNpz, listNpz, readNpzArray } from './npz.js';
 import { encodeCsv, encodeF32, parseCsv, parseF32, parseShape, type CsvTable } from './text.js';
 import { writeFileAtomic, type AtomicWriteOptions } from './atomic.js';
 
-/** The project's matrix convention: row-major float32, `rows` × `cols`. */
-export interface Matrix {
-  data: Float32Array;
-  rows: number;
-  cols: number;
-}
+import type { Matrix } from '../api/types.js';
+
+export type { Matrix };
 
 export type FileFormat = 'npy' | 'npz' | 'f32' | 'csv';
 
