@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -56,6 +57,8 @@ namespace {
 constexpr double kRowLo = 1e-20, kRowHi = 1e20;  // safe range of a shifted row sum
 constexpr double kColTiny = 1e-30;               // colsum < kColTiny·c_j → exact column LSE
 constexpr int64_t kColBlock = 256;               // columns per merge task
+static double kStageTol = getenv("ST_TOL") ? atof(getenv("ST_TOL")) : 1e-3;   // ε-scaling: error that ends a stage
+static int kStageCap = getenv("ST_CAP") ? atoi(getenv("ST_CAP")) : 50;          // ε-scaling: iterations per stage at most
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -100,6 +103,7 @@ struct ChunkState {
   int64_t fallbacks = 0;
   int64_t bad_index = -1;  // first non-finite input element (flat index)
   bool nonfinite = false;  // a potential became NaN/Inf
+  double dlse = 0;         // Σ_i r_i (a_old_i - a_new_i): change of the semi-dual's row part
 };
 
 // Acceleration (params.overrelax = ω > 1): Anderson mixing (type II, memory 8)
@@ -120,6 +124,13 @@ class Anderson {
  public:
   Anderson(int64_t k, double beta) : k_(k), beta_(beta), off_(beta <= 1) {}
   bool enabled() const { return !off_; }
+  void reset() {  // new λ: the history is of another map
+    H_.clear();
+    R_.clear();
+    best_ = HUGE_VAL;
+    restarts_ = 0;
+    off_ = beta_ <= 1;
+  }
   int restarts() const { return restarts_; }
 
   // h: current h (in/out), r: plain residual. err: exact column error of this iterate.
@@ -213,6 +224,152 @@ class Anderson {
   std::vector<std::vector<double>> H_, R_;
 };
 
+// Acceleration for small k (params.overrelax > 1, k <= kNewtonMaxK): damped Newton
+// steps on the semi-dual in h = g/λ,
+//     F(h) = Σ_i r_i LSE_j(α x_ij + h_j) - Σ_j c_j h_j,
+// whose gradient is colsum(h) - c (colsum of the exact-row plan of the pass) and
+// whose Hessian is the graph Laplacian L = diag(W 1) - W with
+// W_jk = Σ_i P_ij P_ik / r_i (j != k). The off-diagonal sums are accumulated in the
+// fused pass (k(k-1)/2 products per row) and the diagonal is taken from L 1 = 0, so
+// there is no cancellation even when rows are nearly one-hot (small λ). Plain
+// Sinkhorn is the same iteration with L replaced by diag(colsum), which is why it
+// crawls when the plan is nearly hard (its rate → 1) while Newton does not care.
+// Steps: solve (L + τ 11ᵀ + ρ I) δ = c - colsum (Cholesky, τ = mean diagonal, so δ
+// is the minimum-norm step; ρ grows from 1e-12·τ if L is numerically indefinite),
+// cap max|δ| at kMaxStep, then backtrack: a trial h_b + tδ is accepted when the
+// semi-dual decreased by Armijo's rule (its exact change comes for free from the
+// next pass: Σ_i r_i (a_old - a_new) - cᵀΔh) or when the column error halved;
+// otherwise t /= 4, and below t = 1/64 the step falls back to a plain Sinkhorn
+// step and kCooldown plain iterations. Every pass is counted as an iteration and
+// every f update is a plain one, so the semantics of `error` are unchanged.
+class Newton {
+ public:
+  static constexpr int64_t kMaxK = 64;
+  Newton(int64_t k, bool on) : k_(k), on_(on && k >= 2 && k <= kMaxK) {
+    if (on_) {
+      hb_.resize(size_t(k)); rb_.resize(size_t(k)); d_.resize(size_t(k));
+      L_.resize(size_t(k * k));
+    }
+  }
+  bool enabled() const { return on_; }
+  bool wants_hessian() const { return on_ && cool_ == 0; }
+  int64_t rejected() const { return rejected_; }
+  void reset() { have_base_ = false; cool_ = 0; F_ = 0; }
+
+  // h: the point of this pass (in/out); resid: plain step log c - log colsum;
+  // W: merged off-diagonal weights (k*k, upper triangle j<q used), or null;
+  // dF: F(h) - F(previous pass's h), NaN when not comparable (new λ / first pass).
+  void step(std::vector<double>& h, const std::vector<double>& resid, const std::vector<double>& colsum,
+            const double* cm, double err, double dF, const double* W) {
+    const size_t k = size_t(k_);
+    if (std::isfinite(dF)) F_ += dF;
+    else { F_ = 0; have_base_ = false; }
+    if (have_base_) {  // this pass evaluated the trial h_b + t δ
+      const bool ok = F_ <= Fb_ + 1e-4 * t_ * slope_ || err < 0.5 * errb_;
+      if (!ok) {
+        ++rejected_;
+        t_ *= 0.25;
+        if (t_ < 1.0 / 64) {
+          for (size_t j = 0; j < k; ++j) h[j] = hb_[j] + rb_[j];
+          have_base_ = false;
+          cool_ = kCooldown;
+        } else {
+          for (size_t j = 0; j < k; ++j) h[j] = hb_[j] + t_ * d_[j];
+        }
+        return;
+      }
+    }
+    have_base_ = false;
+    if (cool_ > 0 || !W) {
+      if (cool_ > 0) --cool_;
+      for (size_t j = 0; j < k; ++j) h[j] += resid[j];
+      return;
+    }
+    // Laplacian + gauge term; right-hand side b = c - colsum (sums to ~0)
+    double trace = 0;
+    for (size_t j = 0; j < k; ++j) {
+      double dsum = 0;
+      for (size_t q = 0; q < k; ++q) {
+        if (q == j) continue;
+        double w = j < q ? W[j * k + q] : W[q * k + j];
+        L_[j * k + q] = -w;
+        dsum += w;
+      }
+      L_[j * k + j] = dsum;
+      trace += dsum;
+    }
+    const double tau = trace / double(k);
+    std::vector<double> b(k);
+    for (size_t j = 0; j < k; ++j) b[j] = cm[j] - colsum[j];
+    bool solved = false;
+    if (tau > 0 && std::isfinite(tau)) {
+      for (double rho = 1e-12 * tau; rho < tau && !solved; rho *= 1e3) solved = chol_solve(tau, rho, b);
+    }
+    double slope = 0, dmax = 0;
+    if (solved) {
+      for (size_t j = 0; j < k; ++j) {
+        slope -= b[j] * d_[j];  // ∇F·δ = (colsum - c)·δ
+        dmax = std::max(dmax, std::fabs(d_[j]));
+      }
+    }
+    if (!solved || !(slope < 0) || !std::isfinite(dmax)) {
+      for (size_t j = 0; j < k; ++j) h[j] += resid[j];
+      return;
+    }
+    hb_ = h;
+    rb_ = resid;
+    errb_ = err;
+    Fb_ = F_;
+    slope_ = slope;
+    t_ = dmax > kMaxStep ? kMaxStep / dmax : 1.0;
+    have_base_ = true;
+    for (size_t j = 0; j < k; ++j) h[j] = hb_[j] + t_ * d_[j];
+  }
+
+ private:
+  static constexpr double kMaxStep = 8;  // max |δ_j| of one step (e^8 ≈ 3000x mass change)
+  static constexpr int kCooldown = 5;
+  // Cholesky of L + tau 11ᵀ + rho I; solution into d_. false if not positive definite.
+  bool chol_solve(double tau, double rho, const std::vector<double>& b) {
+    const size_t k = size_t(k_);
+    std::vector<double> A(k * k);
+    for (size_t j = 0; j < k; ++j)
+      for (size_t q = 0; q < k; ++q) A[j * k + q] = L_[j * k + q] + tau + (j == q ? rho : 0.0);
+    for (size_t j = 0; j < k; ++j) {
+      double dgl = A[j * k + j];
+      for (size_t p = 0; p < j; ++p) dgl -= A[j * k + p] * A[j * k + p];
+      if (!(dgl > 1e-14 * (tau + rho))) return false;
+      dgl = std::sqrt(dgl);
+      A[j * k + j] = dgl;
+      for (size_t i = j + 1; i < k; ++i) {
+        double v = A[i * k + j];
+        for (size_t p = 0; p < j; ++p) v -= A[i * k + p] * A[j * k + p];
+        A[i * k + j] = v / dgl;
+      }
+    }
+    for (size_t j = 0; j < k; ++j) {
+      double v = b[j];
+      for (size_t p = 0; p < j; ++p) v -= A[j * k + p] * d_[p];
+      d_[j] = v / A[j * k + j];
+    }
+    for (size_t j = k; j-- > 0;) {
+      double v = d_[j];
+      for (size_t p = j + 1; p < k; ++p) v -= A[p * k + j] * d_[p];
+      d_[j] = v / A[j * k + j];
+    }
+    for (size_t j = 0; j < k; ++j)
+      if (!std::isfinite(d_[j])) return false;
+    return true;
+  }
+  int64_t k_;
+  bool on_;
+  bool have_base_ = false;
+  int cool_ = 0;
+  int64_t rejected_ = 0;
+  double F_ = 0, Fb_ = 0, errb_ = 0, slope_ = 0, t_ = 1;
+  std::vector<double> hb_, rb_, d_, L_;
+};
+
 otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
                 otlm_sinkhorn_report* rep, otlm_error* err) {
   auto t0 = std::chrono::steady_clock::now();
@@ -268,29 +425,49 @@ otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
     if (std::isfinite(scale) && scale > lambda) lambda0 = scale;
   }
 
-  Anderson accel(k, p->overrelax);
+  // Acceleration: Newton on the semi-dual for small k, Anderson mixing otherwise.
+  Newton newton(k, p->overrelax > 1);
+  Anderson accel(k, newton.enabled() ? 1.0 : p->overrelax);
+  std::vector<double> W, hprev(static_cast<size_t>(k));
+  if (newton.enabled()) W.resize(size_t(L.nchunks * k * k));
   int64_t fallbacks = 0;
   int32_t trace_len = 0, it = 0;
-  double error = HUGE_VAL, lam_t = lambda;
+  double error = HUGE_VAL;
   bool converged = false, scaled_any = false, aborted = false;
+  // ε-scaling stages: λ_s = max(λ, λ0·factor^s); a stage ends when its error is
+  // under kStageTol (or tol, if larger) or after kStageCap iterations; f and g
+  // carry over to the next stage.
+  int stage = 0, stage_it = 0;
+  auto stage_lambda = [&](int s) {
+    return lambda0 > lambda ? std::max(lambda, lambda0 * std::pow(p->eps_scaling, double(s))) : lambda;
+  };
+  double lam_t = stage_lambda(0);
+  bool new_stage = true;
 
   for (it = 1; it <= p->max_iter; ++it) {
     const bool first = it == 1;
-    lam_t = lambda0 > lambda ? std::max(lambda, lambda0 * std::pow(p->eps_scaling, double(it - 1)))
-                             : lambda;
     const bool at_target = lam_t == lambda;
     const double inv = 1.0 / lam_t, alpha = logits ? inv : -inv;
-    for (int64_t j = 0; j < k; ++j) h[size_t(j)] = g[size_t(j)] * inv;
+    if (new_stage) {
+      for (int64_t j = 0; j < k; ++j) h[size_t(j)] = g[size_t(j)] * inv;
+      newton.reset();
+      accel.reset();
+    }
+    const bool comparable = !new_stage;  // a_old and hprev are at this λ: ΔF is exact
+    const bool hess = newton.wants_hessian();
+    ++stage_it;
     const bool last = it == p->max_iter;
     const bool check = (it % p->check_every == 0) || last;
     const bool fast_ok = !first || p->warm_start;
-
     // ---- fused row pass: f update + column partials of the updated plan
     parallel_for(L.nchunks, threads, [&](int64_t c) {
       ChunkState& st = cs[size_t(c)];
       double* pc = part.data() + c * k;
       float* e = ebuf.data() + c * k;
+      double* wc = hess ? W.data() + c * k * k : nullptr;
       std::fill(pc, pc + k, 0.0);
+      if (wc) std::fill(wc, wc + k * k, 0.0);
+      st.dlse = 0;
       int64_t i0 = c * L.rows_per_chunk, i1 = std::min(n, i0 + L.rows_per_chunk);
       for (int64_t i = i0; i < i1; ++i) {
         const float* row = x + i * k;
@@ -325,6 +502,15 @@ otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
         if (!std::isfinite(a_plain)) { st.nonfinite = true; return; }
         f[size_t(i)] = a_plain * lam_t;
         K.axpy(pc, e, r / s, k);  // Y_ij = e_ij · r_i / s_i
+        st.dlse += r * (a_old - a_plain);
+        if (wc) {  // W_jq += Y_ij Y_iq / r_i, j < q
+          const double w = r / (s * s);
+          for (int64_t j = 0; j + 1 < k; ++j) {
+            const double ej = w * double(e[j]);
+            double* wr = wc + j * k;
+            for (int64_t q = j + 1; q < k; ++q) wr[q] += ej * double(e[q]);
+          }
+        }
       }
     });
     for (int64_t c = 0; c < L.nchunks; ++c) {
@@ -338,6 +524,17 @@ otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
       fallbacks += st.fallbacks;
       st.fallbacks = 0;
     }
+    double dF = HUGE_VAL;  // F(h) - F(hprev), the semi-dual's change since the last pass
+    if (comparable && !first) {
+      double acc = 0;
+      for (int64_t c = 0; c < L.nchunks; ++c) acc += cs[size_t(c)].dlse;
+      for (int64_t j = 0; j < k; ++j) acc -= cm[j] * (h[size_t(j)] - hprev[size_t(j)]);
+      dF = acc;
+    }
+    hprev = h;
+    if (hess)  // merge the Hessian partials in chunk order (into chunk 0's slot)
+      for (int64_t c = 1; c < L.nchunks; ++c)
+        for (int64_t q = 0; q < k * k; ++q) W[size_t(q)] += W[size_t(c * k * k + q)];
     if (!first || p->warm_start) scaled_any = true;
 
     // ---- merge column partials in chunk order; error of the exact-row plan
@@ -413,7 +610,9 @@ otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
       }
       fallbacks += nf;
     }
-    if (at_target && accel.enabled()) {
+    if (newton.enabled()) {
+      newton.step(h, resid, colsum, cm, error, dF, hess ? W.data() : nullptr);
+    } else if (accel.enabled()) {
       accel.step(h, resid, error, it);
     } else {
       for (int64_t j = 0; j < k; ++j) h[size_t(j)] += resid[size_t(j)];
@@ -424,6 +623,12 @@ otlm_status run(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
                     "sinkhorn: column potential g[%lld] became non-finite at iteration %d (lambda %g)",
                     (long long)j, it, lam_t);
       g[size_t(j)] = h[size_t(j)] * lam_t;
+    }
+    new_stage = false;
+    if (!at_target && (error < std::max(p->tol, kStageTol) || stage_it >= kStageCap)) {
+      lam_t = stage_lambda(++stage);
+      stage_it = 0;
+      new_stage = true;
     }
   }
   if (it > p->max_iter) it = p->max_iter;

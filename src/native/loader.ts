@@ -35,16 +35,22 @@ export class NativeLoadError extends Error {
   }
 }
 
+/**
+ * Files to try, best first: node-gyp-build's choice (a local build, else the prebuild whose
+ * tags match this platform, libc and N-API), then every other build or prebuild, so that a
+ * failure can be explained file by file.
+ */
 function candidates(root: string): Array<{ path: string; source: LoadedFrom['source'] }> {
-  const out: Array<{ path: string; source: LoadedFrom['source'] }> = [];
-  for (const dir of ['build/Release', 'build/Debug']) out.push({ path: join(root, dir, 'otlm.node'), source: 'build' });
-  const pre = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (existsSync(pre)) {
-    for (const f of readdirSync(pre).sort()) {
-      if (f.endsWith('.node')) out.push({ path: join(pre, f), source: 'prebuild' });
-    }
+  const files: string[] = [];
+  try {
+    files.push((require('node-gyp-build') as { resolve(dir: string): string }).resolve(root));
+  } catch {
+    /* nothing matched: the list below says what exists */
   }
-  return out;
+  for (const dir of ['build/Release', 'build/Debug']) files.push(join(root, dir, 'otlm.node'));
+  const pre = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (existsSync(pre)) for (const f of readdirSync(pre).sort()) if (f.endsWith('.node')) files.push(join(pre, f));
+  return [...new Set(files)].map((path) => ({ path, source: path.startsWith(join(root, 'prebuilds')) ? 'prebuild' : 'build' }));
 }
 
 function explain(err: unknown): string {
