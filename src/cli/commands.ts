@@ -9,7 +9,12 @@ import { packageRoot } from '../native/package-root.js';
 import type { Ctx } from './context.js';
 import { inPhase, inputError, runtimeError, usageError } from './errors.js';
 import { normalize, preflightOutputs, readLabelsArg, readLogitsArg, readPriorArg, writeOutputs, type PendingOutput } from './inputs.js';
-import * as engine from './engine.js';
+import { darp } from '../methods/darp.js';
+import { logitAdjust } from '../methods/la.js';
+import { otCorrect } from '../methods/ot.js';
+import { estimatePrior } from '../prior/estimate.js';
+import { OTLM, type FitResult, type OtlmPreset, type OtlmProgressEvent } from '../train/otlm.js';
+import { defined } from './options.js';
 import { evaluateAll, ALL_METHODS, type EvalInput, type EvalOutput, type MethodName } from './evaluate.js';
 import { evalJson, evalTable, infoText } from './format.js';
 import { num } from './parse.js';
@@ -191,7 +196,7 @@ function fitOverrides(o: Opts): Record<string, unknown> {
 async function fitProgressBar(ctx: Ctx) {
   let bar: ReturnType<Ctx['progress']> | undefined;
   return {
-    on: (e: engine.ProgressEvent, total: number) => {
+    on: (e: OtlmProgressEvent, total: number) => {
       bar ??= ctx.progress('fitting OTLM', Math.max(total, 1));
       bar.update(e.step, `loss ${e.loss.toFixed(4)} · marginal err ${e.marginalError.toExponential(1)} · ${e.msPerStep.toFixed(1)} ms/step`);
     },
@@ -278,10 +283,10 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
     let targetPrior = inp.targetPrior;
     let estimated: Float64Array | undefined;
     if (o.estimatePrior) {
-      const est = await engine.estimatePrior(inp.logits, inp.trainPrior!, {
+      const est = estimatePrior(inp.logits, inp.trainPrior!, defined({
         method: o.estimatePrior as 'em' | 'bbse',
         validation: inp.val && inp.valLabels ? { logits: inp.val, labels: inp.valLabels } : undefined,
-      });
+      }));
       estimated = est.prior;
       targetPrior = normalize(estimated);
     }
@@ -290,27 +295,26 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
     let predictions: Int32Array;
     const detail: Record<string, unknown> = {};
     if (method === 'la') {
-      const r = await engine.logitAdjust(inp.logits, inp.trainPrior!, { tau: (o.tau as number | undefined) ?? 1, targetPrior });
+      const r = await logitAdjust(inp.logits, inp.trainPrior!, defined({ tau: (o.tau as number | undefined) ?? 1, targetPrior }));
       ({ probabilities, predictions } = r);
     } else if (method === 'darp') {
-      const r = await engine.darp(inp.logits, { targetPrior, maxIter: common.maxIter, tol: common.tol });
+      const r = await darp(inp.logits, defined({ targetPrior, maxIter: common.maxIter, tol: common.tol }));
       ({ probabilities, predictions } = r);
       Object.assign(detail, { iterations: r.iterations, converged: r.converged });
     } else if (method === 'ot') {
-      const r = await engine.otCorrect(inp.logits, { ...common, targetPrior });
+      const r = await otCorrect(inp.logits, defined({ ...common, targetPrior }));
       ({ probabilities, predictions } = r);
       Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged, classOffsets: Array.from(r.classOffsets) });
     } else {
-      const OTLM = await engine.otlmClass();
-      let model: engine.OtlmModel;
+      let model: OTLM;
       if (o.model) model = await OTLM.load(String(o.model));
       else {
-        const opts = engine.defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
+        const opts = defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
         model = new OTLM(opts);
         const bar = await fitProgressBar(ctx);
-        try { await model.fit(inp.val!, { onProgress: (e: engine.ProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
+        try { await model.fit(inp.val!, { onProgress: (e: OtlmProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
       }
-      const r = await model.correct(inp.logits, engine.defined({ maxIter: common.maxIter, tol: common.tol, targetPrior }));
+      const r = await model.correct(inp.logits, defined({ maxIter: common.maxIter, tol: common.tol, targetPrior }));
       ({ probabilities, predictions } = r);
       Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged });
     }
@@ -356,16 +360,15 @@ async function cmdFit(ctx: Ctx, o: Opts): Promise<void> {
     const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
     return { val, trainPrior, targetPrior };
   });
-  const OTLM = await engine.otlmClass();
-  const opts = engine.defined({ ...fitOverrides(o), trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) });
-  const model: engine.OtlmModel = await inPhase('input', () => (o.preset ? OTLM.preset(String(o.preset), opts) : new OTLM(opts)));
-  const curve: engine.ProgressEvent[] = [];
+  const opts = defined({ ...fitOverrides(o), trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) });
+  const model: OTLM = await inPhase('input', () => (o.preset ? OTLM.preset(o.preset as OtlmPreset, opts) : new OTLM(opts)));
+  const curve: OtlmProgressEvent[] = [];
   const bar = await fitProgressBar(ctx);
   const t0 = performance.now();
-  let fitResult: Record<string, unknown> | undefined;
+  let fitResult: FitResult | undefined;
   try {
     fitResult = await inPhase('compute', () => model.fit(inp.val, {
-      onProgress: (e: engine.ProgressEvent) => { curve.push(e); bar.on(e, Number(e.steps ?? model.options?.iterations ?? o.iterations ?? 0)); },
+      onProgress: (e: OtlmProgressEvent) => { curve.push(e); bar.on(e, Number(e.steps ?? model.options?.iterations ?? o.iterations ?? 0)); },
     }));
   } finally {
     bar.stop();

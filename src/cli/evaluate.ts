@@ -4,8 +4,12 @@
  * Shared by `otlm eval`, `otlm demo` and `otlm report`.
  */
 import type { Backend, Matrix } from '../api/types.js';
-import * as engine from './engine.js';
-import type { MetricsOut, OtOut, ProgressEvent } from './engine.js';
+import { darp } from '../methods/darp.js';
+import { logitAdjust } from '../methods/la.js';
+import { otCorrect, type CorrectionResult } from '../methods/ot.js';
+import { metrics, type MetricsResult } from '../metrics.js';
+import { OTLM, type OtlmPreset, type OtlmProgressEvent } from '../train/otlm.js';
+import { defined } from './options.js';
 import { normalize } from './inputs.js';
 
 export type MethodName = 'CE' | 'LA' | 'DARP' | 'OT' | 'OTLM';
@@ -28,13 +32,13 @@ export interface EvalInput {
   tau?: number;
   backend?: Backend;
   /** Overrides for the OTLM fit (preset name, lr, iterations...). */
-  fit?: { preset?: string; [k: string]: unknown };
-  onFitProgress?: (e: ProgressEvent, total: number) => void;
+  fit?: { preset?: OtlmPreset; [k: string]: unknown };
+  onFitProgress?: (e: OtlmProgressEvent, total: number) => void;
 }
 
 export interface MethodResult {
   method: MethodName;
-  metrics: MetricsOut;
+  metrics: MetricsResult;
   predictions: Int32Array;
   seconds: number;
   /** Method-specific notes (iterations, converged...). */
@@ -51,7 +55,7 @@ export interface EvalOutput {
   otTrace?: number[];
   otLambda?: number;
   /** OTLM training curve. */
-  lossCurve?: ProgressEvent[];
+  lossCurve?: OtlmProgressEvent[];
   /** Learned W (K×K, row-major). */
   weights?: Float32Array;
   skipped: Array<{ method: MethodName; reason: string }>;
@@ -86,7 +90,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   const out: EvalOutput = { k, n: test.rows, targetPrior: mu, trainCounts, results: [], skipped: [] };
   const score = async (method: MethodName, t0: number, r: { predictions: Int32Array; probabilities?: Matrix }, detail?: Record<string, unknown>) => {
     const seconds = now() - t0;
-    const m = await engine.metrics(r.predictions, labels, trainCounts, { targetPrior: mu, probabilities: r.probabilities });
+    const m = metrics(r.predictions, labels, trainCounts, defined({ targetPrior: mu, probabilities: r.probabilities }));
     out.results.push({ method, metrics: m, predictions: r.predictions, seconds, detail });
   };
 
@@ -96,17 +100,17 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   }
   if (want.has('LA')) {
     const t0 = now();
-    const r = await engine.logitAdjust(test, pi, { tau: inp.tau ?? 1 });
+    const r = await logitAdjust(test, pi, { tau: inp.tau ?? 1 });
     await score('LA', t0, r, { tau: inp.tau ?? 1 });
   }
   if (want.has('DARP')) {
     const t0 = now();
-    const r = await engine.darp(test, { targetPrior: mu });
+    const r = await darp(test, { targetPrior: mu });
     await score('DARP', t0, r, { iterations: r.iterations, converged: r.converged });
   }
   if (want.has('OT')) {
     const t0 = now();
-    const r: OtOut = await engine.otCorrect(test, { lambda: inp.lambda, targetPrior: mu, maxIter: inp.maxIter, tol: inp.tol, trace: true, backend: inp.backend });
+    const r: CorrectionResult = await otCorrect(test, defined({ lambda: inp.lambda, targetPrior: mu, maxIter: inp.maxIter, tol: inp.tol, trace: true, backend: inp.backend }));
     await score('OT', t0, r, { iterations: r.iterations, error: r.error, converged: r.converged });
     if (r.trace) out.otTrace = Array.from(r.trace);
     out.otLambda = inp.lambda ?? 1; // otCorrect's documented default
@@ -115,22 +119,21 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
     if (!inp.model && !inp.val) {
       out.skipped.push({ method: 'OTLM', reason: 'needs --val-logits (to fit) or --model' });
     } else {
-      const OTLM = await engine.otlmClass();
       const t0 = now();
-      let model: engine.OtlmModel;
-      const curve: ProgressEvent[] = [];
+      let model: OTLM;
+      const curve: OtlmProgressEvent[] = [];
       if (inp.model) {
         model = await OTLM.load(inp.model);
       } else {
         const { preset, ...over } = inp.fit ?? {};
-        const opts = engine.defined({ trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over });
+        const opts = defined({ trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over });
         model = preset ? OTLM.preset(preset, opts) : new OTLM(opts);
         const total = Number(model.options?.iterations ?? over.iterations ?? 0);
         await model.fit(inp.val!, {
-          onProgress: (e: ProgressEvent) => { curve.push({ ...e }); inp.onFitProgress?.(e, Number(e.steps ?? total)); },
+          onProgress: (e: OtlmProgressEvent) => { curve.push({ ...e }); inp.onFitProgress?.(e, Number(e.steps ?? total)); },
         });
       }
-      const r = await model.correct(test, engine.defined({ maxIter: inp.maxIter, tol: inp.tol, trace: false }));
+      const r = await model.correct(test, defined({ maxIter: inp.maxIter, tol: inp.tol, trace: false }));
       await score('OTLM', t0, r, { iterations: r.iterations, converged: r.converged, fitSteps: curve.length });
       out.lossCurve = curve;
       out.weights = model.weights;

@@ -3,18 +3,13 @@
  * inline SVG only (no script, no fonts, no network), readable offline.
  */
 import type { EvalOutput, MethodName } from '../cli/evaluate.js';
+import type { MetricsResult } from '../metrics.js';
 import { esc, groupedBars, heatmap, legendHtml, lineChart, type Series } from './svg.js';
 
-export interface ReportMethod {
+/** One method's row: its summary metrics (see `metrics`) with the per-class arrays as plain numbers. */
+export interface ReportMethod
+  extends Pick<MetricsResult, 'top1' | 'balancedAccuracy' | 'geometricMeanRecall' | 'many' | 'medium' | 'few' | 'klMarginal' | 'ece'> {
   name: string;
-  top1: number;
-  balancedAccuracy: number;
-  geometricMeanRecall: number;
-  many: number | null;
-  medium: number | null;
-  few: number | null;
-  klMarginal: number;
-  ece: number | null;
   seconds: number;
   perClass: number[];
   predictedMarginal: number[];
