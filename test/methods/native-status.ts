@@ -1,5 +1,6 @@
 // Whether the native CPU Sinkhorn can run here; the reason when not (native tests skip and print it).
 import { sinkhornSync } from '../../src/methods/sinkhorn.js';
+import { mulberry32 } from '../../src/train/batches.js';
 
 export function nativeSinkhornUnavailable(): string | null {
   try {
@@ -10,17 +11,8 @@ export function nativeSinkhornUnavailable(): string | null {
   }
 }
 
-/** A small seeded generator (mulberry32) so property tests draw big arrays cheaply and reproducibly. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG in [0, 1): the trainer's own mulberry32, so tests are reproducible. */
+export const rng = mulberry32;
 
 /** Head-biased logits: Gaussian noise × scale, a margin on a "true" class, plus log of a skewed prior. */
 export function longTailedLogits(seed: number, n: number, k: number, scale = 1.5): Float32Array {

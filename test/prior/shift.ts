@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Matrix } from '../../src/api/types.js';
 import { readLabels, readMatrix, readVector } from '../../src/io/index.js';
+import { mulberry32 } from '../../src/train/batches.js';
 
 const DATA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../data/fmnist-lt');
 
@@ -22,17 +23,8 @@ export function loadFmnist(): { test: Split; val: Split; trainCounts: Float64Arr
   };
 }
 
-/** mulberry32: a small seeded PRNG in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG in [0, 1): the trainer's own mulberry32, so tests are reproducible. */
+export const rng = mulberry32;
 
 export function shuffle<T>(a: T[], rand: () => number): T[] {
   for (let i = a.length - 1; i > 0; i--) {

@@ -3,6 +3,8 @@
  * test (plain loops), with the engine's conventions: one iteration = f update then
  * (unless last) g update; stop after an f update; error = Σ_j |colsum_j − c_j| / Σr.
  */
+import { mulberry32 } from '../../src/train/batches.js';
+
 export interface F64Result {
   f: Float64Array;
   g: Float64Array;
@@ -69,17 +71,8 @@ export function sinkhornF64(x: ArrayLike<number>, n: number, k: number, o: {
   return { f, g, plan, iterations: it, error, converged };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32) so the tests are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG in [0, 1): the trainer's own mulberry32, so tests are reproducible. */
+export const rng = mulberry32;
 
 export function gaussian(rand: () => number): number {
   const u = Math.max(rand(), 1e-12);
