@@ -130,16 +130,7 @@ void gemm_tn(int64_t m, int64_t p, int64_t q, const float* a, const float* b, fl
 
 otlm_status gemm(int64_t m, int64_t n, int64_t kk, const float* a, const float* b, const float* bias,
                  float* c, int32_t threads, otlm_error* err) {
-  if (m < 1 || n < 1 || kk < 1)
-    return fail(err, OTLM_EINVAL, "gemm: shapes must be >= 1, got m=%lld n=%lld k=%lld", (long long)m,
-                (long long)n, (long long)kk);
-  if (m > kMaxElements32 / kk || kk > kMaxElements32 / n || m > kMaxElements32 / n)
-    return fail(err, OTLM_EINVAL, "gemm: shape m=%lld n=%lld k=%lld exceeds 2^31-1 elements per matrix",
-                (long long)m, (long long)n, (long long)kk);
-  if (!a) return fail(err, OTLM_EINVAL, "gemm: a is required");
-  if (!b) return fail(err, OTLM_EINVAL, "gemm: b is required");
-  if (!c) return fail(err, OTLM_EINVAL, "gemm: c is required");
-  if (threads < 0) return fail(err, OTLM_EINVAL, "gemm: threads must be >= 0, got %d", threads);
+  if (otlm_status s = validate_gemm(m, n, kk, a, b, c, threads, err)) return s;
   gemm_nn(m, n, kk, a, b, bias, c, resolve_threads(threads));
   return OTLM_OK;
 }

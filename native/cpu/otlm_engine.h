@@ -47,9 +47,5 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
                                   const float* w, const float* bias, const double* mu,
                                   OtlmWorkspace& ws, OtlmResult& res, otlm_error* err);
 
-// Shared checks of the OTLM inputs; `who` prefixes messages ("lossGrad", "trainer").
-otlm_status check_prior(const char* who, const double* mu, int64_t k, otlm_error* err);
-otlm_status check_finite(const char* who, const char* name, const float* x, int64_t count, int64_t cols,
-                         otlm_error* err);
 
 }  // namespace otlm::cpu

@@ -420,31 +420,6 @@ struct Ctx {
   }
 };
 
-// Host checks identical to the CPU backend's (native/cpu/otlm_grad.cpp).
-otlm_status check_prior(const char* who, const double* mu, int64_t k, otlm_error* err) {
-  if (!mu) return fail(err, OTLM_EINVAL, "%s: targetPrior is required", who);
-  double s = 0;
-  for (int64_t j = 0; j < k; ++j) {
-    if (!(mu[j] > 0) || !std::isfinite(mu[j]))
-      return fail(err, OTLM_EINVAL, "%s: targetPrior[%lld] must be finite and > 0, got %g", who, (long long)j,
-                  mu[j]);
-    s += mu[j];
-  }
-  if (std::fabs(s - 1) > 1e-6) return fail(err, OTLM_EINVAL, "%s: targetPrior must sum to 1, sums to %.17g", who, s);
-  return OTLM_OK;
-}
-otlm_status check_finite(const char* who, const char* name, const float* x, int64_t count, int64_t cols,
-                         otlm_error* err) {
-  for (int64_t i = 0; i < count; ++i)
-    if (!std::isfinite(x[i])) {
-      if (cols > 1)
-        return fail(err, OTLM_EINVAL, "%s: %s[%lld, %lld] is not finite (%g)", who, name, (long long)(i / cols),
-                    (long long)(i % cols), double(x[i]));
-      return fail(err, OTLM_EINVAL, "%s: %s[%lld] is not finite (%g)", who, name, (long long)i, double(x[i]));
-    }
-  return OTLM_OK;
-}
-
 struct CudaTrainer {
   Ctx ctx;
   int64_t n = 0;

@@ -93,4 +93,44 @@ otlm_status validate_train(const otlm_train_params* p, otlm_error* err) {
   return OTLM_OK;
 }
 
+otlm_status check_prior(const char* who, const double* mu, int64_t k, otlm_error* err) {
+  if (!mu) return fail(err, OTLM_EINVAL, "%s: targetPrior is required", who);
+  double s = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    if (!(mu[j] > 0) || !std::isfinite(mu[j]))
+      return fail(err, OTLM_EINVAL, "%s: targetPrior[%lld] must be finite and > 0, got %g", who, (long long)j,
+                  mu[j]);
+    s += mu[j];
+  }
+  if (std::fabs(s - 1) > 1e-6) return fail(err, OTLM_EINVAL, "%s: targetPrior must sum to 1, sums to %.17g", who, s);
+  return OTLM_OK;
+}
+
+otlm_status check_finite(const char* who, const char* name, const float* x, int64_t count, int64_t cols,
+                         otlm_error* err) {
+  for (int64_t i = 0; i < count; ++i)
+    if (!std::isfinite(x[i])) {
+      if (cols > 1)
+        return fail(err, OTLM_EINVAL, "%s: %s[%lld, %lld] is not finite (%g)", who, name, (long long)(i / cols),
+                    (long long)(i % cols), double(x[i]));
+      return fail(err, OTLM_EINVAL, "%s: %s[%lld] is not finite (%g)", who, name, (long long)i, double(x[i]));
+    }
+  return OTLM_OK;
+}
+
+otlm_status validate_gemm(int64_t m, int64_t n, int64_t kk, const float* a, const float* b, const float* c,
+                          int32_t threads, otlm_error* err) {
+  if (m < 1 || n < 1 || kk < 1)
+    return fail(err, OTLM_EINVAL, "gemm: shapes must be >= 1, got m=%lld n=%lld k=%lld", (long long)m,
+                (long long)n, (long long)kk);
+  if (m > kMaxElements32 / kk || kk > kMaxElements32 / n || m > kMaxElements32 / n)
+    return fail(err, OTLM_EINVAL, "gemm: shape m=%lld n=%lld k=%lld exceeds 2^31-1 elements per matrix",
+                (long long)m, (long long)n, (long long)kk);
+  if (!a) return fail(err, OTLM_EINVAL, "gemm: a is required");
+  if (!b) return fail(err, OTLM_EINVAL, "gemm: b is required");
+  if (!c) return fail(err, OTLM_EINVAL, "gemm: c is required");
+  if (threads < 0) return fail(err, OTLM_EINVAL, "gemm: threads must be >= 0, got %d", threads);
+  return OTLM_OK;
+}
+
 }  // namespace otlm

@@ -61,11 +61,14 @@ typedef struct otlm_sinkhorn_params {
   int32_t check_every;     /* >= 1 */
   int32_t threads;         /* 0 = backend default */
   int32_t warm_start;      /* 1: f and g hold initial potentials */
-  double eps_scaling;      /* 0 = off; else factor in (0,1): λ_t = max(λ, λ0·factor^t), λ0 from the cost scale */
-  double overrelax;        /* 1 = plain Sinkhorn; ω in (1,2): accelerated g-updates (CPU: Anderson
+  double eps_scaling;      /* 0 = off; else factor in (0,1): stages λ_s = max(λ, λ0·factor^s), λ0 from the
+                              cost scale (CPU: a stage ends at column error < max(tol, 1e-2) or after 50
+                              iterations; CUDA: one iteration per stage); potentials carry over */
+  double overrelax;        /* 1 = plain Sinkhorn; ω in (1,2): accelerated g-updates (CPU: damped Newton
+                              steps on the semi-dual in g when k <= 64 — ω unused —, else Anderson
                               mixing, memory 8, relaxation ω, safeguarded restarts; CUDA: adaptive
                               over-relaxation). f updates stay plain, so rows remain exact and every
-                              backend converges to the same plan. */
+                              backend converges to the same plan. Every pass counts as an iteration. */
 } otlm_sinkhorn_params;
 
 typedef struct otlm_sinkhorn_buffers {
