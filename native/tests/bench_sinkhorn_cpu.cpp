@@ -1,7 +1,7 @@
 // Microbenchmark of the CPU Sinkhorn engine (issue 3 / issue 6 figures).
 //
 //   bench_sinkhorn_cpu [--n 20000] [--k 1000] [--repeats 5] [--counts-n 10000] [--counts-k 100]
-//                      [--npy logits.npy] [--json]
+//                      [--npy logits.npy] [--count-cap 400000] [--json]
 //
 // Measured in one run, on the same buffer:
 //   - per-iteration time of the fused solver (all threads and 1 thread): the
@@ -12,10 +12,11 @@
 //   - a full OT correction: logits in, λ = 1, 100 iterations, plan + predictions
 //     written (goal: < 2 s at 20000x1000);
 //   - iterations to tol 1e-6 at λ = 0.1 and 0.01, plain vs accelerated
-//     (overrelax = 1.95: Anderson-mixed, over-relaxed g-updates) vs ε-scaling, on
-//     synthetic long-tailed logits of --counts-n x --counts-k (default 10000x100,
-//     so plain Sinkhorn at λ = 0.01 stays within a minute), or on --npy logits
-//     (float32 2-D .npy) when given. Capped at 3000 iterations.
+//     (overrelax 1.5: Newton on the semi-dual for k <= 64, Anderson mixing above;
+//     without and with epsScaling 0.5), with the plan differences, on synthetic
+//     long-tailed logits of --counts-n x --counts-k (default 10000x100) or on --npy
+//     logits (float32 2-D .npy). Capped at --count-cap iterations (default 400000:
+//     plain needs ~224000 at λ = 0.01 on the Fashion-MNIST-LT test logits, ~45 s).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -131,7 +132,7 @@ static double stream_sum(const float* x, int64_t total, int threads) {
 
 int main(int argc, char** argv) {
   int64_t n = 20000, k = 1000, count_n = 10000, count_k = 100;
-  int repeats = 5;
+  int repeats = 5, count_cap = 400000;
   bool json = false;
   const char* npy = nullptr;
   for (int i = 1; i < argc; ++i) {
@@ -142,7 +143,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--npy") && i + 1 < argc) npy = argv[++i];
     else if (!std::strcmp(argv[i], "--counts-n") && i + 1 < argc) count_n = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--counts-k") && i + 1 < argc) count_k = std::atoll(argv[++i]);
-    else { std::fprintf(stderr, "usage: %s [--n N] [--k K] [--repeats R] [--counts-n N] [--counts-k K] [--npy logits.npy] [--json]\n", argv[0]); return 2; }
+    else if (!std::strcmp(argv[i], "--count-cap") && i + 1 < argc) count_cap = std::max(1, std::atoi(argv[++i]));
+    else { std::fprintf(stderr, "usage: %s [--n N] [--k K] [--repeats R] [--counts-n N] [--counts-k K] [--npy logits.npy] [--count-cap N] [--json]\n", argv[0]); return 2; }
   }
   const int threads = otlm::cpu::default_threads();
   char info[512];
@@ -190,7 +192,8 @@ int main(int argc, char** argv) {
   }
   const double full_s = median(tfull);
 
-  // ---- iterations to tol 1e-6: plain vs adaptive over-relaxation vs ε-scaling
+  // ---- iterations to tol 1e-6: plain vs accelerated (overrelax 1.5: Newton on the
+  // semi-dual for k <= 64, Anderson above) without and with ε-scaling 0.5
   std::vector<float> X;
   int64_t cn = count_n, ck = count_k;
   const char* counts_on = "synthetic";
@@ -201,19 +204,37 @@ int main(int argc, char** argv) {
   if (X.empty()) { cn = count_n; ck = count_k; X = lt_logits(cn, ck, 7); }
   std::vector<double> C(static_cast<size_t>(ck), double(cn) / double(ck)), F(static_cast<size_t>(cn)),
       G(static_cast<size_t>(ck));
-  struct Count { double lambda; int plain, relaxed, eps; double s_plain, s_relaxed; };
+  std::vector<float> P0(size_t(cn * ck)), P1(size_t(cn * ck)), P2(size_t(cn * ck)), Pref(size_t(cn * ck));
+  auto maxdiff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      d = std::max(d, double(std::fabs(a[i] - b[i])));
+      m = std::max(m, double(std::fabs(b[i])));
+    }
+    return m > 0 ? d / m : d;
+  };
+  struct Count {
+    double lambda; int plain, acc, acc_eps; double s_plain, s_acc, s_acc_eps;
+    double d_acc, d_acc_eps, d_plain_ref, d_acc_ref;
+  };
   std::vector<Count> counts;
-  const int cap = 3000;
   for (double lam : {0.1, 0.01}) {
-    Count ct{lam, 0, 0, 0, 0, 0};
-    Solve a = run(X, cn, ck, C, lam, cap, 1e-6, 1, threads, 1, 0, F, G, false, nullptr, nullptr);
+    Count ct{lam, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    Solve a = run(X, cn, ck, C, lam, count_cap, 1e-6, 1, threads, 1, 0, F, G, false, P0.data(), nullptr);
     ct.plain = a.rep.converged ? a.rep.iterations : -a.rep.iterations;
     ct.s_plain = a.wall;
-    Solve b = run(X, cn, ck, C, lam, cap, 1e-6, 1, threads, 1.95, 0, F, G, false, nullptr, nullptr);
-    ct.relaxed = b.rep.converged ? b.rep.iterations : -b.rep.iterations;
-    ct.s_relaxed = b.wall;
-    Solve e = run(X, cn, ck, C, lam, cap, 1e-6, 1, threads, 1, 0.5, F, G, false, nullptr, nullptr);
-    ct.eps = e.rep.converged ? e.rep.iterations : -e.rep.iterations;
+    Solve b = run(X, cn, ck, C, lam, count_cap, 1e-6, 1, threads, 1.5, 0, F, G, false, P1.data(), nullptr);
+    ct.acc = b.rep.converged ? b.rep.iterations : -b.rep.iterations;
+    ct.s_acc = b.wall;
+    Solve e = run(X, cn, ck, C, lam, count_cap, 1e-6, 1, threads, 1.5, 0.5, F, G, false, P2.data(), nullptr);
+    ct.acc_eps = e.rep.converged ? e.rep.iterations : -e.rep.iterations;
+    ct.s_acc_eps = e.wall;
+    // the fixed point, as near as float32 allows: accelerated to 1e-9
+    run(X, cn, ck, C, lam, count_cap, 1e-9, 1, threads, 1.5, 0, F, G, false, Pref.data(), nullptr);
+    ct.d_acc = maxdiff(P1, P0);
+    ct.d_acc_eps = maxdiff(P2, P0);
+    ct.d_plain_ref = maxdiff(P0, Pref);
+    ct.d_acc_ref = std::max(maxdiff(P1, Pref), maxdiff(P2, Pref));
     counts.push_back(ct);
   }
 
@@ -223,10 +244,14 @@ int main(int argc, char** argv) {
                 "\"floor_GBps\":%.2f,\"full_ot_100_s\":%.4f,\"full_ot_mode\":%d,\"counts_on\":\"%s\",\"counts\":[",
                 (long long)n, (long long)k, threads, info, it_all * 1e3, it_one * 1e3, floor_s * 1e3,
                 it_all / floor_s, double(n * k) * 4 / floor_s / 1e9, full_s, full.rep.mode, counts_on);
-    for (size_t q = 0; q < counts.size(); ++q)
-      std::printf("%s{\"lambda\":%g,\"plain\":%d,\"accelerated\":%d,\"eps_scaling\":%d,\"plain_s\":%.3f,\"accelerated_s\":%.3f}",
-                  q ? "," : "", counts[q].lambda, counts[q].plain, counts[q].relaxed, counts[q].eps,
-                  counts[q].s_plain, counts[q].s_relaxed);
+    for (size_t q = 0; q < counts.size(); ++q) {
+      const Count& t = counts[q];
+      std::printf("%s{\"lambda\":%g,\"plain\":%d,\"accelerated\":%d,\"accelerated_eps\":%d,\"plain_s\":%.3f,"
+                  "\"accelerated_s\":%.3f,\"accelerated_eps_s\":%.3f,\"plan_diff\":%.3e,\"plan_diff_eps\":%.3e,"
+                  "\"plain_to_fixed_point\":%.3e,\"accelerated_to_fixed_point\":%.3e}",
+                  q ? "," : "", t.lambda, t.plain, t.acc, t.acc_eps, t.s_plain, t.s_acc, t.s_acc_eps, t.d_acc,
+                  t.d_acc_eps, t.d_plain_ref, t.d_acc_ref);
+    }
     std::printf("]}\n");
   } else {
     std::printf("CPU Sinkhorn, %lldx%lld float32 logits, %d threads, %s\n", (long long)n, (long long)k, threads, info);
@@ -237,13 +262,16 @@ int main(int argc, char** argv) {
     std::printf("  %-44s %10.2f x   (goal <= 3)\n", "iteration / floor", it_all / floor_s);
     std::printf("  %-44s %10.3f s   (goal < 2 s; mode %d)\n", "full OT correction, 100 iters, plan+pred", full_s,
                 full.rep.mode);
-    std::printf("  iterations to tol 1e-6 on %s (%lldx%lld); negative = not converged at %d:\n", counts_on,
-                (long long)cn, (long long)ck, cap);
-    std::printf("    %-8s %8s %12s %8s %8s %12s\n", "lambda", "plain", "accelerated", "speedup", "eps", "time p/a s");
-    for (const Count& ct : counts)
-      std::printf("    %-8g %8d %12d %7.1fx %8d %6.2f/%.2f\n", ct.lambda, ct.plain, ct.relaxed,
-                  ct.relaxed ? double(std::abs(ct.plain)) / std::abs(ct.relaxed) : 0.0, ct.eps, ct.s_plain,
-                  ct.s_relaxed);
+    std::printf("  iterations to tol 1e-6 on %s (%lldx%lld, uniform target); negative = not converged at %d;\n"
+                "  accelerated = overrelax 1.5 (Newton for k <= 64, else Anderson), +eps = with epsScaling 0.5;\n"
+                "  plan diffs are max |ΔY| / max Y; 'fixed point' = the accelerated plan at tol 1e-9:\n",
+                counts_on, (long long)cn, (long long)ck, count_cap);
+    std::printf("    %-7s %8s %6s %6s %9s %9s %9s %9s %9s %16s\n", "lambda", "plain", "acc", "+eps", "speedup",
+                "acc-plain", "eps-plain", "plain-fp", "acc-fp", "time p/a/e s");
+    for (const Count& t : counts)
+      std::printf("    %-7g %8d %6d %6d %8.0fx %9.1e %9.1e %9.1e %9.1e %6.2f/%.3f/%.3f\n", t.lambda, t.plain, t.acc,
+                  t.acc_eps, double(std::abs(t.plain)) / std::max(std::abs(t.acc), std::abs(t.acc_eps)), t.d_acc,
+                  t.d_acc_eps, t.d_plain_ref, t.d_acc_ref, t.s_plain, t.s_acc, t.s_acc_eps);
   }
   (void)sink;
   return 0;

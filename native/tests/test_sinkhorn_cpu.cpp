@@ -123,6 +123,7 @@ struct Opts {
   const std::vector<double>* g0 = nullptr;
   const volatile int32_t* cancel = nullptr;
   bool plan = true;
+  int trace_cap = 64;
 };
 
 static Run solve(const std::vector<float>& x, int64_t n, int64_t k, const std::vector<double>& c,
@@ -138,11 +139,11 @@ static Run solve(const std::vector<float>& x, int64_t n, int64_t k, const std::v
   if (o.g0) R.g = *o.g0;
   if (o.plan) R.plan.assign(n * k, -1.0f);
   R.pred.assign(n, -1);
-  R.trace.assign(64, -1);
+  R.trace.assign(size_t(o.trace_cap), -1);
   otlm_sinkhorn_buffers io{};
   io.x = x.data(); io.row_marginal = o.r ? o.r->data() : nullptr; io.col_marginal = c.data();
   io.f = R.f.data(); io.g = R.g.data(); io.plan = o.plan ? R.plan.data() : nullptr;
-  io.predictions = R.pred.data(); io.error_trace = R.trace.data(); io.error_trace_cap = 64;
+  io.predictions = R.pred.data(); io.error_trace = R.trace.data(); io.error_trace_cap = o.trace_cap;
   io.cancel = o.cancel;
   otlm_error err{};
   R.st = B->sinkhorn(&p, &io, &R.rep, &err);
@@ -409,6 +410,20 @@ static void test_thread_identity() {
   Run b = solve(x2, n2, k2, c2, o);
   CHECK(!std::memcmp(a.plan.data(), b.plan.data(), a.plan.size() * 4) && !std::memcmp(a.g.data(), b.g.data(), k2 * 8),
         "wide: threads=3 not bit-identical");
+  // Newton path (k <= 64): its Hessian partials are merged in chunk order too
+  const int64_t n3 = 6000, k3 = 40;
+  std::vector<float> x3 = lt_logits(n3, k3, 11);
+  std::vector<double> c3 = prior_lt(k3, 5, double(n3));
+  Opts o3;
+  o3.lambda = 0.01; o3.tol = 1e-8; o3.maxit = 500; o3.omega = 1.5; o3.eps = 0.5; o3.threads = 1;
+  Run a3 = solve(x3, n3, k3, c3, o3);
+  o3.threads = 3;
+  Run b3 = solve(x3, n3, k3, c3, o3);
+  CHECK(a3.rep.converged && b3.rep.iterations == a3.rep.iterations && b3.rep.error == a3.rep.error &&
+            !std::memcmp(a3.plan.data(), b3.plan.data(), a3.plan.size() * 4) &&
+            !std::memcmp(a3.g.data(), b3.g.data(), k3 * 8),
+        "newton: threads=3 not bit-identical to threads=1 (converged %d, iterations %d/%d)", a3.rep.converged,
+        a3.rep.iterations, b3.rep.iterations);
 }
 
 static void test_simd_levels() {
@@ -440,46 +455,112 @@ static void test_simd_levels() {
     }
 }
 
-static void test_acceleration() {
-  const int64_t n = 2000, k = 50;
-  std::vector<float> x = lt_logits(n, k, 2024);
-  std::vector<double> c = prior_lt(k, 1.0, double(n));  // uniform target: the paper's setting
-  for (double lam : {0.1, 0.01}) {
-    Opts o;
-    o.lambda = lam; o.tol = 1e-6; o.maxit = 50000; o.check = 1;
-    Run plain = solve(x, n, k, c, o);
-    o.omega = 1.95;
-    Run fast = solve(x, n, k, c, o);
-    o.omega = 1; o.eps = 0.5;
-    Run eps = solve(x, n, k, c, o);
-    CHECK(plain.rep.converged && fast.rep.converged && eps.rep.converged,
-          "lambda %g: converged plain %d over-relaxed %d eps %d", lam, plain.rep.converged, fast.rep.converged,
-          eps.rep.converged);
-    // same fixed point: solved to 1e-7 the three plans agree to 1e-5 of the max
-    // (at tol 1e-6 each plan is itself ~1e-5..1e-4 away from the exact one)
-    // plain Sinkhorn's plan at a given error is ~error/(1-rate) from the fixed point,
-    // so it runs as close to the float32 floor as it gets (2e-8; up to maxIter)
-    o.tol = 2e-8; o.eps = 0;
-    Run plain8 = solve(x, n, k, c, o);
-    plain8.rep.converged = plain8.rep.error < 1e-7;
-    o.tol = 1e-7;
-    o.omega = 1.95;
-    Run fast8 = solve(x, n, k, c, o);
-    o.omega = 1; o.eps = 0.5; o.tol = 2e-8;  // plain rate after the schedule, as above
-    Run eps8 = solve(x, n, k, c, o);
-    eps8.rep.converged = eps8.rep.error < 1e-7;
-    std::vector<double> pp(plain8.plan.begin(), plain8.plan.end());
-    double d = max_rel_plan_diff(fast8.plan, pp), de = max_rel_plan_diff(eps8.plan, pp);
-    CHECK(plain8.rep.converged && fast8.rep.converged && eps8.rep.converged, "lambda %g: tol 1e-7 not reached", lam);
-    CHECK(d <= 1e-5 && de <= 1e-5, "lambda %g: accelerated plans differ by %g (ω), %g (ε)", lam, d, de);
-    std::printf("  acceleration lambda=%g: plain %d iterations, accelerated (overrelax 1.95) %d (%.1fx), eps-scaling %d\n", lam,
-                plain.rep.iterations, fast.rep.iterations,
-                double(plain.rep.iterations) / fast.rep.iterations, eps.rep.iterations);
-    // issue 6: at least 5x fewer iterations than plain Sinkhorn to tol 1e-6
-    CHECK(fast.rep.iterations * 5 <= plain.rep.iterations, "lambda %g: accelerated %d vs plain %d", lam,
-          fast.rep.iterations, plain.rep.iterations);
-    check_marginals(fast, n, k, nullptr, c, 1e-6, "accelerated");
+// Minimal .npy reader (little-endian float32, C order, 2-D) for the committed test logits.
+static bool read_npy(const std::string& path, std::vector<float>& out, int64_t& n, int64_t& k) {
+  FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp) return false;
+  char magic[8];
+  uint32_t hlen = 0;
+  bool ok = std::fread(magic, 1, 8, fp) == 8 && !std::memcmp(magic, "\x93NUMPY", 6);
+  if (ok && magic[6] == 1) {
+    uint16_t h = 0;
+    ok = std::fread(&h, 2, 1, fp) == 1;
+    hlen = h;
+  } else if (ok) {
+    ok = std::fread(&hlen, 4, 1, fp) == 1;
   }
+  std::string hdr(ok ? hlen : 0, ' ');
+  ok = ok && std::fread(&hdr[0], 1, hlen, fp) == hlen && hdr.find("'<f4'") != std::string::npos &&
+       hdr.find("'fortran_order': False") != std::string::npos;
+  size_t sp = ok ? hdr.find("'shape': (") : std::string::npos;
+  long long a = 0, b = 0;
+  ok = ok && sp != std::string::npos && std::sscanf(hdr.c_str() + sp + 10, "%lld, %lld", &a, &b) == 2 && a > 0 && b > 0;
+  if (ok) {
+    n = a; k = b;
+    out.resize(size_t(n * k));
+    ok = std::fread(out.data(), 4, out.size(), fp) == out.size();
+  }
+  std::fclose(fp);
+  return ok;
+}
+
+// Iterations plain Sinkhorn needed to get under `tol`, read off its error trace (check = 1).
+static int first_below(const Run& R, double tol) {
+  for (int i = 0; i < R.rep.trace_len; ++i)
+    if (R.trace[size_t(i)] < tol) return i + 1;
+  return -1;
+}
+
+// Issue 6: the accelerated solver (overrelax > 1: Newton on the semi-dual for
+// k <= 64, Anderson above; with and without ε-scaling) reaches tol 1e-6 in >= 5x
+// fewer iterations than plain Sinkhorn, and its plan is plain Sinkhorn's: both are
+// solved close to the float32 floor and compared (at tol 1e-6 itself a plain plan is
+// still ~error/(1-rate) ≈ 6e-4 of its max away from the fixed point at λ = 0.1 on
+// the real logits, so plans must be compared nearer the fixed point).
+static void accel_case(const char* name, const std::vector<float>& x, int64_t n, int64_t k, double lam,
+                       int plain_cap, double fast_tol = 1e-9, double plain_tol = 5e-9) {
+  std::vector<double> c = prior_lt(k, 1.0, double(n));  // uniform target: the paper's setting
+  Opts o;
+  o.lambda = lam; o.tol = plain_tol; o.maxit = plain_cap; o.check = 1; o.trace_cap = plain_cap;
+  Run plain = solve(x, n, k, c, o);  // to the float floor: gives the 1e-6 count and the reference plan
+  const int plain6 = first_below(plain, 1e-6);
+  o.trace_cap = 64;
+  int worst = 0;
+  for (double eps : {0.0, 0.5}) {
+    o.omega = 1.5; o.eps = eps; o.tol = 1e-6; o.maxit = 5000;
+    Run fast = solve(x, n, k, c, o);
+    CHECK(fast.st == OTLM_OK && fast.rep.converged, "%s lambda %g eps %g: accelerated not converged (%g after %d)",
+          name, lam, eps, fast.rep.error, fast.rep.iterations);
+    check_marginals(fast, n, k, nullptr, c, 1e-6, name);
+    worst = std::max(worst, fast.rep.iterations);
+    o.tol = fast_tol;
+    Run fast9 = solve(x, n, k, c, o);
+    CHECK(fast9.rep.converged, "%s lambda %g eps %g: tol %g not reached (%g)", name, lam, eps, fast_tol, fast9.rep.error);
+    if (plain.rep.converged) {
+      std::vector<double> pp(plain.plan.begin(), plain.plan.end());
+      double d = max_rel_plan_diff(fast9.plan, pp);
+      CHECK(d <= 1e-5, "%s lambda %g eps %g: accelerated plan differs from plain by %g", name, lam, eps, d);
+      std::printf("  %s lambda=%g eps=%g: plain %d iterations to 1e-6, accelerated %d (%.0fx); plans at %g/%g differ by %.1e\n",
+                  name, lam, eps, plain6, fast.rep.iterations, double(plain6) / fast.rep.iterations, fast_tol, plain_tol, d);
+    } else {
+      std::printf("  %s lambda=%g eps=%g: plain %d iterations to 1e-6 (%.2e after %d), accelerated %d\n", name, lam, eps,
+                  plain6, plain.rep.error, plain_cap, fast.rep.iterations);
+    }
+  }
+  if (plain6 > 0)
+    CHECK(worst * 5 <= plain6, "%s lambda %g: accelerated %d vs plain %d iterations", name, lam, worst, plain6);
+  else  // plain did not even reach 1e-6 within plain_cap: the ratio is at least plain_cap / worst
+    CHECK(worst * 5 <= plain_cap && plain.rep.error > 1e-6, "%s lambda %g: accelerated %d, plain cap %d", name, lam,
+          worst, plain_cap);
+}
+
+static void test_acceleration() {
+  // synthetic long-tailed logits: k = 50 (Newton path) and k = 100 (Anderson path)
+  {
+    const int64_t n = 2000, k = 50;
+    std::vector<float> x = lt_logits(n, k, 2024);
+    accel_case("synthetic 2000x50", x, n, k, 0.1, 20000);
+    accel_case("synthetic 2000x50", x, n, k, 0.01, 20000);
+  }
+  {
+    const int64_t n = 2000, k = 100;
+    std::vector<float> x = lt_logits(n, k, 77);
+    // near the float32 floor (~4e-8 at k = 100): compared at 1e-7 / 3e-8
+    accel_case("synthetic 2000x100", x, n, k, 0.05, 20000, 1e-7, 3e-8);
+  }
+  // the real Fashion-MNIST-LT test logits, when the source tree has them
+  std::string src = __FILE__;
+  size_t cut = src.rfind("native/tests/");
+  std::string path = (cut == std::string::npos ? std::string("") : src.substr(0, cut)) + "data/fmnist-lt/test_logits.npy";
+  std::vector<float> x;
+  int64_t n = 0, k = 0;
+  if (!read_npy(path, x, n, k)) {
+    std::printf("  (real logits not found at %s: skipped)\n", path.c_str());
+    return;
+  }
+  accel_case("fmnist-lt", x, n, k, 0.1, 40000);
+  // plain needs ~224000 iterations at λ = 0.01: capped at 3000 here (>= 5x every accelerated count)
+  accel_case("fmnist-lt", x, n, k, 0.01, 3000);
 }
 
 static void test_warm_start_trace_cancel() {
