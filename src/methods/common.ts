@@ -27,9 +27,22 @@ export interface SolverOptions {
   checkEvery?: number;
   /** Warm start from earlier potentials (e.g. a previous result's `f`, `g`); both lengths must match. */
   warmStart?: { f: ArrayLike<number>; g: ArrayLike<number> };
-  /** ε-scaling factor in (0, 1), or 0 = off (default): start at a large λ and shrink it by this factor per iteration down to `lambda`; helps very small λ. */
+  /**
+   * ε-scaling factor κ ∈ (0, 1), or 0 = off (default): solve a sequence of problems with
+   * λ_s = max(lambda, λ₀κ^s) (λ₀ from the cost's range), carrying the potentials over; helps at
+   * small λ (≲ 0.05). Native CPU: a stage ends at column error < max(tol, 1e-2) or after 50
+   * iterations; the reference and CUDA paths shrink λ every iteration. Convergence is only
+   * declared at the requested λ.
+   */
   epsScaling?: number;
-  /** Over-relaxation ω ∈ [1, 2) of the g updates. Default 1 (plain Sinkhorn). */
+  /**
+   * Acceleration, ω ∈ [1, 2). Default 1: plain Sinkhorn, the paper's Algorithm 1. With ω > 1 the
+   * native CPU engine takes damped Newton steps on the semi-dual in g when K ≤ 64 (ω unused),
+   * Anderson mixing of the g updates (relaxation ω) above; CUDA and the reference path over-relax
+   * the g updates by ω. f updates stay plain, so rows of the plan stay exact, and every path
+   * converges to the same plan; only the iteration count changes. 1.5 is a robust choice
+   * (docs/beyond-the-paper.md has the measurements).
+   */
   overrelax?: number;
   /** Worker threads of the native CPU engine, 0 = all cores (default). Results are bit-identical for any count. */
   threads?: number;
