@@ -1,0 +1,68 @@
+// The CUDA backend from TypeScript. Without a usable device: an explicit 'cuda' fails with
+// the reason and 'auto' runs on the CPU. With one (bench/gpu-check.sh runs this file on a GPU
+// machine): CUDA results match the CPU engine, the independent reference for every CUDA result.
+import { describe, expect, it } from 'vitest';
+
+import { info } from '../../src/api/info.js';
+import { otCorrect } from '../../src/methods/ot.js';
+import { loadNative } from '../../src/native/loader.js';
+import { mulberry32 } from '../../src/train/batches.js';
+
+const cuda = info().cuda;
+
+function logits(n: number, k: number, seed: number) {
+  const r = mulberry32(seed);
+  const data = new Float32Array(n * k);
+  for (let i = 0; i < data.length; i++) data[i] = 4 * (r() - 0.5) - 2 * Math.floor((i % k) / Math.max(1, k / 4));
+  return { data, rows: n, cols: k };
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / m;
+}
+
+describe.runIf(!cuda.usable)('without a usable CUDA device', () => {
+  it("backend 'cuda' rejects with the reason; 'auto' runs on the CPU", async () => {
+    const x = logits(50, 7, 1);
+    await expect(otCorrect(x, { backend: 'cuda' })).rejects.toMatchObject({
+      code: 'OTLM_ENODEVICE',
+      message: expect.stringContaining(cuda.reason ?? 'not available'),
+    });
+    const r = await otCorrect(x, { backend: 'auto' });
+    expect(r.backend).toBe('cpu');
+    expect(cuda.reason).toBeTruthy();
+  });
+});
+
+describe.runIf(cuda.usable)(`CUDA vs CPU on ${cuda.devices[0]?.name ?? 'no device'}`, () => {
+  for (const [n, k, lambda] of [[1000, 10, 0.1], [3001, 100, 1], [20000, 1000, 1]] as const) {
+    it(`otCorrect ${n}×${k}, λ = ${lambda}: plans ≤ 1e-5, predictions equal`, async () => {
+      const x = logits(n, k, n + k);
+      const g = await otCorrect(x, { backend: 'cuda', lambda, tol: 1e-6, maxIter: 5000 });
+      const c = await otCorrect(x, { backend: 'cpu', lambda, tol: 1e-6, maxIter: 5000 });
+      expect(g.backend).toBe('cuda');
+      expect(maxRelDiff(g.probabilities.data, c.probabilities.data)).toBeLessThanOrEqual(1e-5);
+      let differ = 0;
+      for (let i = 0; i < n; i++) if (g.predictions[i] !== c.predictions[i]) differ++;
+      expect(differ).toBeLessThanOrEqual(Math.ceil(n * 1e-4)); // exact ties only
+    });
+  }
+
+  it('OTLM loss and gradient match the CPU engine', () => {
+    const native = loadNative();
+    const b = 2000, k = 100;
+    const x = logits(b, k, 7);
+    const w = new Float32Array(k * k);
+    for (let j = 0; j < k; j++) w[j * k + j] = 1;
+    const args = { k, lambda: 0.5, sinkhornIters: 10, b, phi: x.data, w, targetPrior: new Float64Array(k).fill(1 / k) };
+    const g = native.lossGradSync({ ...args, backend: 'cuda' });
+    const c = native.lossGradSync({ ...args, backend: 'cpu' });
+    expect(Math.abs(g.loss - c.loss) / Math.abs(c.loss)).toBeLessThan(1e-5);
+    expect(maxRelDiff(g.gradW!, c.gradW!)).toBeLessThan(1e-4);
+  });
+});
