@@ -5,9 +5,8 @@
  */
 import type { Backend, Matrix } from '../api/types.js';
 import { checkNumber, describe, normalizePrior } from '../api/validate.js';
-import { isBackend, resolveNative } from '../native/backend.js';
+import { isBackend, nativeOrReference, type resolveNative } from '../native/backend.js';
 import type { NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding.js';
-import { NativeLoadError } from '../native/loader.js';
 import type { InputKind, ReferenceSinkhornInput, ReferenceSinkhornResult } from '../paths/reference/sinkhorn.js';
 import { referenceSinkhorn, referenceSinkhornAsync } from '../paths/reference/sinkhorn.js';
 import type { TfjsSinkhornResult } from '../paths/tfjs/sinkhorn.js';
@@ -207,28 +206,13 @@ export function buildRequest(
   };
 }
 
-let referenceWarned = false;
-
 /** Resolves the backend: a native one, 'reference', or 'tfjs'. 'auto' falls back to the reference when the addon is missing. */
 type Picked = { kind: 'native'; native: ReturnType<typeof resolveNative> } | { kind: 'reference' } | { kind: 'tfjs' };
 
 function pick(req: SolveRequest): Picked {
-  if (req.backend === 'reference') return { kind: 'reference' };
   if (req.backend === 'tfjs') return { kind: 'tfjs' };
-  try {
-    return { kind: 'native', native: resolveNative(req.backend) };
-  } catch (e) {
-    if (req.backend === 'auto' && e instanceof NativeLoadError) {
-      if (!referenceWarned && !process.env.OTLM_QUIET) {
-        referenceWarned = true;
-        process.emitWarning(`otlm: native addon not loaded, using the (slow) float64 reference path: ${e.message}`, {
-          code: 'OTLM_NATIVE_UNAVAILABLE',
-        });
-      }
-      return { kind: 'reference' };
-    }
-    throw e;
-  }
+  const b = nativeOrReference(req.backend, 'Sinkhorn runs');
+  return b === 'reference' ? { kind: 'reference' } : { kind: 'native', native: b };
 }
 
 function tfjsSyncUnavailable(fn: string): Error {

@@ -1,6 +1,6 @@
 import type { Backend } from '../api/types.js';
 import type { NativeBackendName, NativeBinding } from './binding.js';
-import { loadNative } from './loader.js';
+import { loadNative, NativeLoadError } from './loader.js';
 
 let warned = false;
 
@@ -35,4 +35,29 @@ export function resolveNative(backend: Backend | undefined): { native: NativeBin
 
 export function isBackend(v: unknown): v is Backend {
   return v === 'auto' || v === 'cpu' || v === 'cuda' || v === 'tfjs' || v === 'reference';
+}
+
+let referenceWarned = false;
+
+/**
+ * A native backend for 'auto' | 'cpu' | 'cuda', or 'reference' (asked for, or 'auto' when the
+ * addon cannot load: the float64 TypeScript path keeps every method working, slowly, with a
+ * one-time process warning). `what` names the work in that warning.
+ */
+export function nativeOrReference(backend: Backend, what: string): ReturnType<typeof resolveNative> | 'reference' {
+  if (backend === 'reference') return 'reference';
+  try {
+    return resolveNative(backend);
+  } catch (e) {
+    if (backend === 'auto' && e instanceof NativeLoadError) {
+      if (!referenceWarned && !process.env.OTLM_QUIET) {
+        referenceWarned = true;
+        process.emitWarning(`otlm: native addon not loaded, ${what} on the (slow) float64 reference path: ${e.message}`, {
+          code: 'OTLM_NATIVE_UNAVAILABLE',
+        });
+      }
+      return 'reference';
+    }
+    throw e;
+  }
 }

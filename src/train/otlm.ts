@@ -15,8 +15,7 @@
 import type { Backend, Matrix, PriorInput } from '../api/types.js';
 import { checkMatrix, checkNumber, describe, normalizePrior } from '../api/validate.js';
 import type { NativeBinding, NativeStepReport, NativeTrainer } from '../native/binding.js';
-import { resolveNative } from '../native/backend.js';
-import { NativeLoadError } from '../native/loader.js';
+import { nativeOrReference } from '../native/backend.js';
 import { otCorrect, type CorrectionResult, type OtCorrectAsyncOptions } from '../methods/ot.js';
 import { packageVersion } from '../native/package-root.js';
 import { otlmLossGradReference } from '../paths/reference/otlm.js';
@@ -193,24 +192,6 @@ interface StepEngine {
   close(): void;
 }
 
-let referenceWarned = false;
-
-/** A native backend, or 'reference'; 'auto' falls back to the reference (with a warning) when the addon cannot load. */
-function pickBackend(backend: Backend): ReturnType<typeof resolveNative> | 'reference' {
-  if (backend === 'reference') return 'reference';
-  try {
-    return resolveNative(backend);
-  } catch (e) {
-    if (backend === 'auto' && e instanceof NativeLoadError) {
-      if (!referenceWarned && !process.env.OTLM_QUIET) {
-        referenceWarned = true;
-        process.emitWarning(`otlm: native addon not loaded, OTLM runs on the (slow) float64 reference path: ${e.message}`, { code: 'OTLM_NATIVE_UNAVAILABLE' });
-      }
-      return 'reference';
-    }
-    throw e;
-  }
-}
 
 function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !allowed.includes(v as T))
@@ -228,7 +209,6 @@ export class OTLM {
   private biasVec: Float32Array | undefined; // undefined = no bias
   private biasInput: { trainCounts: PriorInput } | Float32Array | undefined;
   private prior: Float64Array | undefined; // undefined = uniform (K unknown yet)
-  private readonly priorInput: PriorInput | undefined;
   private w: Float32Array | undefined;
   private trainedSteps = 0;
   private busy = false;
@@ -325,7 +305,6 @@ export class OTLM {
       this.prior = normalizePrior('options.targetPrior', tp, tp.length);
       this.setK(tp.length, 'options.targetPrior');
     }
-    this.priorInput = o.targetPrior;
   }
 
   /**
@@ -418,7 +397,7 @@ export class OTLM {
   private makeEngine(val: Matrix, prior: Float64Array, w0: Float32Array | undefined): StepEngine {
     const h = this.hyper;
     const k = val.cols;
-    const picked = pickBackend(h.backend);
+    const picked = nativeOrReference(h.backend, 'OTLM runs');
     if (picked === 'reference') return new ReferenceEngine(val, this.biasVec, prior, h, w0);
     const { native, name } = picked;
     const trainer: NativeTrainer = new native.Trainer({
@@ -578,7 +557,7 @@ export class OTLM {
     const k = this.k;
     if (logits.cols !== k) throw new RangeError(`testLogits has ${logits.cols} columns but the model has K = ${k} (W is ${k}×${k})`);
     const n = logits.rows;
-    const picked = pickBackend(this.hyper.backend);
+    const picked = nativeOrReference(this.hyper.backend, 'OTLM runs');
     if (picked !== 'reference') {
       const { native, name } = picked;
       const data = await (native as NativeBinding).gemm({ backend: name, a: logits.data, b: this.w, m: n, n: k, kk: k, bias: this.biasVec, threads: this.hyper.threads });
