@@ -13,6 +13,7 @@
  */
 import type { Matrix } from '../../api/types.js';
 import { checkMatrix, checkNumber, describe, normalizePrior } from '../../api/validate.js';
+import type { NativeSinkhornResult } from '../../native/binding.js';
 import { withTf, type TfBackendName } from './load.js';
 
 export interface TfjsSinkhornOptions {
@@ -44,24 +45,10 @@ export interface TfjsSinkhornOptions {
   signal?: AbortSignal;
 }
 
-export interface TfjsSinkhornResult {
-  /** Row potentials (float32 values, widened). */
-  f: Float64Array;
-  /** Column potentials. */
-  g: Float64Array;
-  iterations: number;
-  /** Σ_j |(Yᵀ1)_j − c_j| / Σr of the returned plan. */
-  error: number;
-  converged: boolean;
-  /** Always ['log']: every update is a max-shifted log-sum-exp. */
-  mode: Array<'scaling' | 'log'>;
-  logFallbacks: number;
-  trace: Float64Array;
-  seconds: number;
+/** The native result's fields (f, g, iterations, error, converged, trace, plan, predictions…); mode is always ['log']. */
+export interface TfjsSinkhornResult extends Omit<NativeSinkhornResult, 'backend'> {
   backend: 'tfjs';
   tfBackend: TfBackendName;
-  plan?: Float32Array;
-  predictions?: Int32Array;
 }
 
 function vector(name: string, v: unknown, len: number): Float64Array {
