@@ -423,8 +423,8 @@ export class OTLM {
    * Cancellation: when `signal` aborts, the step in flight finishes and fit RESOLVES with
    * `aborted: true`; the model keeps W from the last completed step and stays usable. An already
    * aborted signal resolves at once with steps = 0 (W: identity, or unchanged with warmStart).
-   * A step whose loss or gradient is NaN/Inf rejects with an OtlmDivergenceError naming the step;
-   * W is left at its last finite value. Bad arguments throw (reject) before any step.
+   * A step whose loss or gradient is NaN/Inf, or whose update would make W non-finite, rejects
+   * with an OtlmDivergenceError naming the step; W is left at its last finite value. Bad arguments throw (reject) before any step.
    */
   async fit(valLogits: Matrix, opts: OtlmFitOptions = {}): Promise<FitResult> {
     const ctx = this.prepare(valLogits, opts);
