@@ -135,8 +135,12 @@ __device__ __forceinline__ double warp_max(double v) {
   for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+// exp in the pair merge: exact in double, the fast intrinsic in float (GEMM epilogue partials).
+__device__ __forceinline__ double merge_exp(double x) { return exp(x); }
+__device__ __forceinline__ float merge_exp(float x) { return __expf(x); }
 // Online log-sum-exp pair merge: (m, s) represents exp(m) * s.
-__device__ __forceinline__ void lse_merge(double& m, double& s, double m2, double s2) {
+template <typename T>
+__device__ __forceinline__ void lse_merge(T& m, T& s, T m2, T s2) {
   if (m2 == -INFINITY) return;
   if (m == -INFINITY) {
     m = m2;
@@ -144,10 +148,10 @@ __device__ __forceinline__ void lse_merge(double& m, double& s, double m2, doubl
     return;
   }
   if (m2 > m) {
-    s = s * exp(m - m2) + s2;
+    s = s * merge_exp(m - m2) + s2;
     m = m2;
   } else {
-    s += s2 * exp(m2 - m);
+    s += s2 * merge_exp(m2 - m);
   }
 }
 

@@ -29,21 +29,6 @@ constexpr int BM = 128, BN = 128, BK = 8, APAD = 4;
 
 __device__ __forceinline__ float4 ldg4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
 
-__device__ __forceinline__ void lse_merge_f(float& m, float& s, float m2, float s2) {
-  if (m2 == -INFINITY) return;
-  if (m == -INFINITY) {
-    m = m2;
-    s = s2;
-    return;
-  }
-  if (m2 > m) {
-    s = s * __expf(m - m2) + s2;
-    m = m2;
-  } else {
-    s += s2 * __expf(m2 - m);
-  }
-}
-
 template <bool TA>
 __global__ void __launch_bounds__(256, 2) k_sgemm(int64_t M, int64_t N, int64_t K, const float* __restrict__ A,
                                                int64_t lda, const float* __restrict__ B, int64_t ldb,
@@ -160,7 +145,7 @@ __global__ void __launch_bounds__(256, 2) k_sgemm(int64_t M, int64_t N, int64_t 
 #pragma unroll
       for (int o = 8; o > 0; o >>= 1) {
         const float m2 = __shfl_xor_sync(0xffffffffu, lm, o), s2 = __shfl_xor_sync(0xffffffffu, ls, o);
-        lse_merge_f(lm, ls, m2, s2);
+        lse_merge(lm, ls, m2, s2);
       }
       if (tx == 0 && r < M) lsep[r * ntiles + blockIdx.x] = make_float2(lm, ls);
     }

@@ -1,7 +1,5 @@
 // Public sinkhorn/otCorrect on the native engine and the reference path: against POT's fixtures, against
 // the float64 reference, property tests over shapes, thread-count bit-identity, cancellation, views.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -9,33 +7,14 @@ import type { Backend, Matrix } from '../../src/api/types.js';
 import { otCorrectSync } from '../../src/methods/ot.js';
 import { sinkhorn, sinkhornSync } from '../../src/methods/sinkhorn.js';
 import { referenceCost, referenceSinkhorn } from '../../src/paths/reference/sinkhorn.js';
+import { centredDiff, lse, maxAbs, potFixtures } from '../fixtures/pot.js';
 import { longTailedLogits, nativeSinkhornUnavailable, rng } from './native-status.js';
 
-interface PotCase {
-  name: string; n: number; k: number; lambda: number; logits: number[]; mu: number[]; plan: number[];
-  f: number[]; g: number[]; predictions: number[]; converged: boolean; pot_iterations: number;
-}
-const fixtures = JSON.parse(
-  readFileSync(fileURLToPath(new URL('../fixtures/pot/sinkhorn_cases.json', import.meta.url)), 'utf8'),
-) as { cases: PotCase[] };
+const fixtures = potFixtures;
 
 const noNative = nativeSinkhornUnavailable();
 if (noNative) console.warn(`[skip] native tests in test/methods/sinkhorn.test.ts: ${noNative}`);
 const backends: Backend[] = noNative ? ['reference'] : ['reference', 'cpu'];
-
-const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const mean = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;
-function centredDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const ma = mean(a);
-  const mb = mean(b);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - ma - (b[i] - mb)));
-  return d;
-}
-function lse(v: number[]): number {
-  const m = Math.max(...v);
-  return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
-}
 
 describe.skipIf(noNative !== null)('native CPU vs POT sinkhorn_log fixtures (float32 engine)', () => {
   for (const c of fixtures.cases) {

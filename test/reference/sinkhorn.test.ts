@@ -1,35 +1,11 @@
 // The float64 reference Sinkhorn against POT's ot.bregman.sinkhorn_log (test/fixtures/pot, made by
 // test/fixtures/make_pot_fixtures.py), plus its own conventions checked by direct computation.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { referenceCost, referenceSinkhorn } from '../../src/paths/reference/sinkhorn.js';
+import { centredDiff, lse, maxAbs, mean, potFixtures } from '../fixtures/pot.js';
 
-interface PotCase {
-  name: string; n: number; k: number; lambda: number; logits: number[]; mu: number[]; plan: number[];
-  f: number[]; g: number[]; predictions: number[]; converged: boolean; pot_iterations: number;
-}
-const fixtures = JSON.parse(
-  readFileSync(fileURLToPath(new URL('../fixtures/pot/sinkhorn_cases.json', import.meta.url)), 'utf8'),
-) as { format: string; cases: PotCase[] };
-
-const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const mean = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0) / a.length;
-
-/** max |a − b| after removing each vector's mean (potentials are defined up to a constant). */
-function centredDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const ma = mean(a);
-  const mb = mean(b);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - ma - (b[i] - mb)));
-  return d;
-}
-
-function lse(v: number[]): number {
-  const m = Math.max(...v);
-  return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
-}
+const fixtures = potFixtures;
 
 describe('reference Sinkhorn vs POT sinkhorn_log (float64)', () => {
   it('fixture file is the expected format', () => {
