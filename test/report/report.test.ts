@@ -45,7 +45,7 @@ describe.skipIf(!haveChromium)('otlm report in headless Chromium', () => {
           width: box.width, height: box.height,
           rects: s.querySelectorAll('rect').length,
           lines: s.querySelectorAll('polyline').length,
-          points: Array.from(s.querySelectorAll('polyline')).map((p) => (p.getAttribute('points') ?? '').trim().split(/\s+/).filter(Boolean).length),
+          points: Array.from(s.querySelectorAll('polyline')).map((p: Element) => (p.getAttribute('points') ?? '').trim().split(/\s+/).filter(Boolean).length),
           texts: s.querySelectorAll('text').length,
           nan: /NaN|undefined/.test(s.outerHTML),
         };

@@ -32,7 +32,7 @@ describe('OTLM loop (reference backend)', () => {
     // Independent loop: BatchPlanner with the same seed, reference loss/grad, TsOptimizer.
     const planner = new BatchPlanner(40, 16, 42);
     const opt = new TsOptimizer({ optimizer: 'adam', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-3, momentum: 0, nesterov: false }, K * K);
-    let w = new Float64Array(K * K);
+    let w: Float64Array = new Float64Array(K * K);
     for (let j = 0; j < K; j++) w[j * K + j] = 1;
     const mu = new Float64Array(K).fill(1 / K);
     for (let s = 0; s < 8; s++) {
@@ -52,7 +52,7 @@ describe('OTLM loop (reference backend)', () => {
     const { loadTrainCases } = await import('./helpers.js');
     for (const c of loadTrainCases()) {
       const opt = new TsOptimizer({ optimizer: c.optimizer, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weight_decay, momentum: c.momentum, nesterov: c.nesterov }, c.k * c.k);
-      let w = new Float64Array(c.k * c.k);
+      let w: Float64Array = new Float64Array(c.k * c.k);
       for (let j = 0; j < c.k; j++) w[j * c.k + j] = 1;
       c.batches.forEach((rows, s) => {
         const batch = new Float64Array(rows.length * c.k);
