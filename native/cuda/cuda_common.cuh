@@ -135,6 +135,17 @@ __device__ __forceinline__ double warp_max(double v) {
   for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+// Sum over a whole block of `warps` warps in a fixed order; the total is valid on thread 0 only.
+// red: `warps` doubles of shared memory.
+__device__ __forceinline__ double block_sum(double v, double* red, int warps) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  double t = 0;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < warps; ++w) t += red[w];
+  return t;
+}
 // exp in the pair merge: exact in double, the fast intrinsic in float (GEMM epilogue partials).
 __device__ __forceinline__ double merge_exp(double x) { return exp(x); }
 __device__ __forceinline__ float merge_exp(float x) { return __expf(x); }

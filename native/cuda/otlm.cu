@@ -164,14 +164,8 @@ __global__ void __launch_bounds__(1024) k_loss(const double* f, int64_t b, const
   double s = 0;
   for (int64_t i = threadIdx.x; i < b; i += 1024) s += f[i];
   for (int64_t j = threadIdx.x; j < k; j += 1024) s += g[j] * colsum[j];
-  s = warp_sum(s);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = s;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0;
-    for (int w = 0; w < 32; ++w) t += red[w];
-    out[0] = t / double(b);
-  }
+  const double t = block_sum(s, red, 32);
+  if (threadIdx.x == 0) out[0] = t / double(b);
 }
 
 constexpr int kSumBlocks = 256;
@@ -183,14 +177,8 @@ __global__ void __launch_bounds__(256) k_sumsq(const float* x, int64_t ld, int64
       const double v = x[i * ld + j];
       s += v * v;
     }
-  s = warp_sum(s);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = s;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0;
-    for (int w = 0; w < 8; ++w) t += red[w];
-    part[blockIdx.x] = t;
-  }
+  const double t = block_sum(s, red, 8);
+  if (threadIdx.x == 0) part[blockIdx.x] = t;
 }
 __global__ void k_sum_final(const double* part, int n, double* out) {
   if (threadIdx.x == 0 && blockIdx.x == 0) {

@@ -375,12 +375,8 @@ __global__ void __launch_bounds__(1024) k_err_reduce(const double* colerr, int64
   __shared__ double red[32];
   double s = 0;
   for (int64_t j = threadIdx.x; j < k; j += 1024) s += colerr[j];
-  s = warp_sum(s);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = s;
-  __syncthreads();
+  const double t = block_sum(s, red, 32);
   if (threadIdx.x == 0) {
-    double t = 0;
-    for (int w = 0; w < 32; ++w) t += red[w];
     out[0] = t / rsum;
     out[1] = double(*bad);
   }
