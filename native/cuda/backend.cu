@@ -67,7 +67,7 @@ otlm_status probe(otlm_error* err) {
   int* d = nullptr;
   e = cudaMalloc(&d, sizeof(int));
   if (e != cudaSuccess) return cuda_fail(err, e, "probe allocation (cudaMalloc of 4 bytes)");
-  k_probe<<<1, 32>>>(d);
+  OTLM_KERNEL(1, 32, 0, 0, k_probe)(d);
   e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   int h = 0;

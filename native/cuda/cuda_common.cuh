@@ -13,6 +13,28 @@
 #include "otlm/otlm.h"
 #include "otlm/validate.h"
 
+// ---------------------------------------------------------------- launches, barriers --
+// The same sources compile with nvcc and, as plain C++, with the CPU emulator in native/cuda/emu
+// (OTLM_CUDA_EMU=1). Everything the emulator cannot take in CUDA syntax goes through these:
+//   OTLM_KERNEL(grid, block, smem, stream, kernel)(args...)   a kernel launch (kernel last, so a
+//                                                             template's commas are fine)
+//   otlm_named_barrier(id, count)                             bar.sync id, count
+//   OTLM_DYNAMIC_SHARED(type, name)                           extern __shared__ type name[]
+#if defined(OTLM_CUDA_EMU)
+#define OTLM_KERNEL(grid, block, smem, stream, ...) \
+  ::otlm_emu::launcher(grid, block, smem, stream, #__VA_ARGS__, __VA_ARGS__)
+#define OTLM_DYNAMIC_SHARED(type, name) type* const name = ::otlm_emu::dynamic_shared<type>()
+__device__ __forceinline__ void otlm_named_barrier(unsigned id, unsigned count) {
+  ::otlm_emu::named_barrier(id, count);
+}
+#else
+#define OTLM_KERNEL(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define OTLM_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+__device__ __forceinline__ void otlm_named_barrier(unsigned id, unsigned count) {
+  __barrier_sync_count(id, count);
+}
+#endif
+
 namespace otlm::cuda {
 
 // ---------------------------------------------------------------- errors --

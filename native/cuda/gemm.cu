@@ -311,19 +311,19 @@ otlm_status gemm_launch(cudaStream_t s, bool trans_a, int64_t m, int64_t n, int6
       return fail(err, OTLM_EINTERNAL, "cuda gemm: the TF32 path has no fused log-sum-exp epilogue");
     }
     if (trans_a)
-      k_tf32gemm<true><<<grid, 256, 0, s>>>(m, n, kk, a, lda, b, ldb, out, ldc, kbias, kchunk);
+      OTLM_KERNEL(grid, 256, 0, s, k_tf32gemm<true>)(m, n, kk, a, lda, b, ldb, out, ldc, kbias, kchunk);
     else
-      k_tf32gemm<false><<<grid, 256, 0, s>>>(m, n, kk, a, lda, b, ldb, out, ldc, kbias, kchunk);
+      OTLM_KERNEL(grid, 256, 0, s, k_tf32gemm<false>)(m, n, kk, a, lda, b, ldb, out, ldc, kbias, kchunk);
   } else {
     const int nt = gemm_tiles_n(n);
     if (trans_a)
-      k_sgemm<true><<<grid, 256, 0, s>>>(m, n, kk, a, lda, b, ldb, out, ldc, kbias, lse_partials, nt, kchunk);
+      OTLM_KERNEL(grid, 256, 0, s, k_sgemm<true>)(m, n, kk, a, lda, b, ldb, out, ldc, kbias, lse_partials, nt, kchunk);
     else
-      k_sgemm<false><<<grid, 256, 0, s>>>(m, n, kk, a, lda, b, ldb, out, ldc, kbias, lse_partials, nt, kchunk);
+      OTLM_KERNEL(grid, 256, 0, s, k_sgemm<false>)(m, n, kk, a, lda, b, ldb, out, ldc, kbias, lse_partials, nt, kchunk);
   }
   cudaError_t le = cudaGetLastError();
   if (le == cudaSuccess && splits > 1) {
-    k_splitk_reduce<<<unsigned((m * n + 255) / 256), 256, 0, s>>>(ws, splits, m, n, ldc, bias, c);
+    OTLM_KERNEL(unsigned((m * n + 255) / 256), 256, 0, s, k_splitk_reduce)(ws, splits, m, n, ldc, bias, c);
     le = cudaGetLastError();
   }
   if (ws) cudaFreeAsync(ws, s);

@@ -309,7 +309,7 @@ struct Ctx {
     OTLM_TRY(gemm_launch(s, false, b, k, k, phib.ptr, ld, w.ptr, ld, logz.ptr, ld, bias.ptr,
                          tf32 ? nullptr : lsep.ptr, tf32, err));
     OTLM_TRY(row_logsumexp(s, logz.ptr, ld, b, k, nullptr, true, tf32 ? nullptr : lsep.ptr, gemm_tiles_n(k), err));
-    k_prior_cols<<<unsigned(ceil_div(k, 256)), 256, 0, s>>>(mu.ptr, k, double(b), col.ptr, logc.ptr);
+    OTLM_KERNEL(unsigned(ceil_div(k, 256)), 256, 0, s, k_prior_cols)(mu.ptr, k, double(b), col.ptr, logc.ptr);
     OTLM_LAUNCH("prior columns");
     // ---- Sinkhorn, storing the potentials
     if (sk_b != b) {
@@ -354,7 +354,7 @@ struct Ctx {
     }
     const double* fS = fh.ptr + size_t(S - 1) * size_t(b);
     const double* gS = gh.ptr + size_t(S - 1) * size_t(k);
-    k_loss<<<1, 1024, 0, s>>>(fS, b, gS, sk_colsum(sk), k, scal.ptr);
+    OTLM_KERNEL(1, 1024, 0, s, k_loss)(fS, b, gS, sk_colsum(sk), k, scal.ptr);
     OTLM_LAUNCH("loss");
     double loss = NAN;
     OTLM_CU(cudaMemcpyAsync(&loss, scal.ptr, 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (loss)");
@@ -370,33 +370,33 @@ struct Ctx {
     const int rg = row_grid(b, dev.sm_count);
     const double invb = 1.0 / double(b);
     if (p.grad_mode == OTLM_GRAD_ENVELOPE) {
-      k_bw_env<<<rg, 256, 0, s>>>(logz.ptr, ld, b, k, fS, gS, inv, invb, da.ptr);
+      OTLM_KERNEL(rg, 256, 0, s, k_bw_env)(logz.ptr, ld, b, k, fS, gS, inv, invb, da.ptr);
       OTLM_LAUNCH("envelope backward");
     } else {
-      k_bw_p0<<<rg, 256, 0, s>>>(logz.ptr, ld, b, k, fS, gS, inv, fbar.ptr, mbar.ptr);
+      OTLM_KERNEL(rg, 256, 0, s, k_bw_p0)(logz.ptr, ld, b, k, fS, gS, inv, fbar.ptr, mbar.ptr);
       OTLM_LAUNCH("unrolled backward (loss terms)");
       const int64_t ch = chunks(b), rpc = ceil_div(b, ch), nch = ceil_div(b, rpc);
       dim3 cg{unsigned(ceil_div(k, 256)), unsigned(nch)};
       for (int32_t t = S; t >= 2; --t) {
         const double* ft = fh.ptr + size_t(t - 1) * size_t(b);
         const double* gp = gh.ptr + size_t(t - 1) * size_t(k);  // g_{t-1}
-        k_bw_col<<<cg, 256, 0, s>>>(logz.ptr, ld, b, k, ft, gp, fbar.ptr, inv, t == S ? 1 : 0, rpc, mbar.ptr,
-                                     colpart.ptr);
+        OTLM_KERNEL(cg, 256, 0, s, k_bw_col)(logz.ptr, ld, b, k, ft, gp, fbar.ptr, inv, t == S ? 1 : 0, rpc, mbar.ptr,
+                                             colpart.ptr);
         OTLM_LAUNCH("unrolled backward (column pass)");
-        k_colsum_merge<<<unsigned(ceil_div(k, 256)), 256, 0, s>>>(colpart.ptr, nch, k, gbar.ptr);
+        OTLM_KERNEL(unsigned(ceil_div(k, 256)), 256, 0, s, k_colsum_merge)(colpart.ptr, nch, k, gbar.ptr);
         OTLM_LAUNCH("unrolled backward (column merge)");
         const double* fp = fh.ptr + size_t(t - 2) * size_t(b);  // f_{t-1}
-        k_bw_row<<<rg, 256, 0, s>>>(logz.ptr, ld, b, k, fp, gp, gbar.ptr, logc.ptr, inv, fbar.ptr, mbar.ptr);
+        OTLM_KERNEL(rg, 256, 0, s, k_bw_row)(logz.ptr, ld, b, k, fp, gp, gbar.ptr, logc.ptr, inv, fbar.ptr, mbar.ptr);
         OTLM_LAUNCH("unrolled backward (row pass)");
       }
-      k_bw_final<<<rg, 256, 0, s>>>(logz.ptr, ld, b, k, fh.ptr, gh.ptr, fbar.ptr, inv, invb, mbar.ptr, da.ptr);
+      OTLM_KERNEL(rg, 256, 0, s, k_bw_final)(logz.ptr, ld, b, k, fh.ptr, gh.ptr, fbar.ptr, inv, invb, mbar.ptr, da.ptr);
       OTLM_LAUNCH("unrolled backward (final pass)");
     }
     // ---- dW = Φ_Bᵀ dA, ‖dW‖
     OTLM_TRY(gemm_launch(s, true, k, k, b, phib.ptr, ld, da.ptr, ld, dw.ptr, ld, nullptr, nullptr, tf32, err));
-    k_sumsq<<<kSumBlocks, 256, 0, s>>>(dw.ptr, ld, k, k, scal.ptr + 8);
+    OTLM_KERNEL(kSumBlocks, 256, 0, s, k_sumsq)(dw.ptr, ld, k, k, scal.ptr + 8);
     OTLM_LAUNCH("gradient norm");
-    k_sum_final<<<1, 32, 0, s>>>(scal.ptr + 8, kSumBlocks, scal.ptr + 1);
+    OTLM_KERNEL(1, 32, 0, s, k_sum_final)(scal.ptr + 8, kSumBlocks, scal.ptr + 1);
     OTLM_LAUNCH("gradient norm (final)");
     double ss = NAN;
     OTLM_CU(cudaMemcpyAsync(&ss, scal.ptr + 1, 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (gradient norm)");
@@ -507,7 +507,7 @@ otlm_status trainer_create(const otlm_train_params* p, const float* phi, int64_t
     cudaError_t e = cudaMemcpy2DAsync(t->phi.ptr, size_t(ld) * 4, phi, size_t(k) * 4, size_t(k) * 4, size_t(n),
                                       cudaMemcpyHostToDevice, s);
     if (e != cudaSuccess) return cleanup(cuda_fail(err, e, "cudaMemcpy2D (logits to the device)"));
-    k_identity<<<unsigned(ceil_div(k, 256)), 256, 0, s>>>(t->ctx.w.ptr, ld, k);
+    OTLM_KERNEL(unsigned(ceil_div(k, 256)), 256, 0, s, k_identity)(t->ctx.w.ptr, ld, k);
     e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     if (e != cudaSuccess) return cleanup(cuda_fail(err, e, "trainer initialisation"));
@@ -544,7 +544,7 @@ otlm_status trainer_step(otlm_trainer* th, const int32_t* rows, int64_t b, doubl
     }
     cudaStream_t s = c.stream.s;
     OTLM_CU(cudaMemcpyAsync(t->rows.ptr, rows, size_t(b) * 4, cudaMemcpyHostToDevice, s), "cudaMemcpy (rows)");
-    k_gather<<<row_grid(b, c.dev.sm_count), 256, 0, s>>>(t->phi.ptr, c.ld, t->rows.ptr, b, c.phib.ptr);
+    OTLM_KERNEL(row_grid(b, c.dev.sm_count), 256, 0, s, k_gather)(t->phi.ptr, c.ld, t->rows.ptr, b, c.phib.ptr);
     OTLM_LAUNCH("batch gather");
     Ctx::Result res;
     otlm_status st = annotate(c.forward_backward(b, true, res, err), err, "trainer.step batch", (long long)b, (long long)k);
@@ -586,7 +586,7 @@ otlm_status trainer_step(otlm_trainer* th, const int32_t* rows, int64_t b, doubl
     A.bc1 = 1 - std::pow(p.beta1, double(step));
     A.bc2_sqrt = std::sqrt(1 - std::pow(p.beta2, double(step)));
     A.step = step;
-    k_optimizer<<<unsigned(ceil_div(k * c.ld, 256)), 256, 0, s>>>(A);
+    OTLM_KERNEL(unsigned(ceil_div(k * c.ld, 256)), 256, 0, s, k_optimizer)(A);
     OTLM_LAUNCH("optimizer update");
     OTLM_CU(cudaStreamSynchronize(s), "optimizer update (stream synchronize)");
     t->step = step;

@@ -50,7 +50,7 @@ struct Group {
     } else if constexpr (R == 1) {
       __syncthreads();
     } else {
-      asm volatile("bar.sync %0, %1;" ::"r"(g + 1), "r"(GT) : "memory");
+      otlm_named_barrier(unsigned(g + 1), unsigned(GT));
     }
   }
   // red: this group's W slots. Every thread returns the same value (fixed order).
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(GT* R) k_row_onepass(RowArgs A) {
 
   // h_j = g_j/λ of this thread's columns, in (dynamic) shared memory: slot q of thread lt at
   // hs[q*GT + lt] (conflict-free); the R groups share the same columns.
-  extern __shared__ double hs[];
+  OTLM_DYNAMIC_SHARED(double, hs);
   if (g == 0)
 #pragma unroll
     for (int v = 0; v < V; ++v)
@@ -640,20 +640,20 @@ otlm_status sk_iterate(SkWork* w, cudaStream_t s, const SkStep& st, otlm_error* 
   const bool twopass = w->twopass || st.f_plain_out != nullptr;
   int64_t G;
   if (!twopass) {
-    w->cfg->fn<<<w->grid, w->cfg->gt * w->cfg->r, w->smem, s>>>(A);
+    OTLM_KERNEL(w->grid, w->cfg->gt * w->cfg->r, w->smem, s, w->cfg->fn)(A);
     OTLM_LAUNCH("sinkhorn row pass (one-pass)");
     G = w->grid;
   } else {
     int grid2 = w->twopass ? w->row_grid2 : int(std::min<int64_t>(pb.n, int64_t(w->dev.sm_count) * 8));
-    k_row_twopass<<<grid2, kTwoPassThreads, 0, s>>>(A);
+    OTLM_KERNEL(grid2, kTwoPassThreads, 0, s, k_row_twopass)(A);
     OTLM_LAUNCH("sinkhorn row pass (two-pass)");
     G = w->chunks;
   }
   dim3 cgrid{unsigned(ceil_div(pb.ld / 4, 256)), unsigned(w->chunks)};
   double* relaxed_partial = w->partial.ptr;
   if (twopass) {
-    k_col_partial<<<cgrid, 256, 0, s>>>(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_out,
-                                         w->rows_per_chunk, w->partial.ptr);
+    OTLM_KERNEL(cgrid, 256, 0, s, k_col_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_out,
+                                                 w->rows_per_chunk, w->partial.ptr);
     OTLM_LAUNCH("sinkhorn column pass");
   }
   MergeArgs M;
@@ -679,21 +679,21 @@ otlm_status sk_iterate(SkWork* w, cudaStream_t s, const SkStep& st, otlm_error* 
     M.partial = partial;
     M.G = Gp;
     M.g_out = g_out;
-    k_merge<<<mgrid, 256, 0, s>>>(M);
+    OTLM_KERNEL(mgrid, 256, 0, s, k_merge)(M);
     OTLM_LAUNCH("sinkhorn column merge");
     dim3 fgrid{mgrid, unsigned(w->chunks)};
-    k_fb_partial<<<fgrid, 256, 0, s>>>(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, f, w->flags.ptr,
-                                        w->counters.ptr, w->rows_per_chunk, w->fbm.ptr, w->fbs.ptr);
+    OTLM_KERNEL(fgrid, 256, 0, s, k_fb_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, f, w->flags.ptr,
+                                                w->counters.ptr, w->rows_per_chunk, w->fbm.ptr, w->fbs.ptr);
     OTLM_LAUNCH("sinkhorn column fallback");
-    k_fb_merge<<<mgrid, 256, 0, s>>>(M, w->fbm.ptr, w->fbs.ptr, w->chunks);
+    OTLM_KERNEL(mgrid, 256, 0, s, k_fb_merge)(M, w->fbm.ptr, w->fbs.ptr, w->chunks);
     OTLM_LAUNCH("sinkhorn column fallback merge");
     return OTLM_OK;
   };
   if (st.f_plain_out) {
     // relaxed g update from the relaxed plan, then the reported statistics from the plain plan
     if (st.update_g) OTLM_TRY(run_merge(relaxed_partial, G, st.f_out, st.g_out));
-    k_col_partial<<<cgrid, 256, 0, s>>>(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_plain_out,
-                                         w->rows_per_chunk, w->partial2.ptr);
+    OTLM_KERNEL(cgrid, 256, 0, s, k_col_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_plain_out,
+                                                 w->rows_per_chunk, w->partial2.ptr);
     OTLM_LAUNCH("sinkhorn column pass (plain plan)");
     OTLM_TRY(run_merge(w->partial2.ptr, w->chunks, st.f_plain_out, nullptr));
   } else {
@@ -703,7 +703,7 @@ otlm_status sk_iterate(SkWork* w, cudaStream_t s, const SkStep& st, otlm_error* 
 }
 
 otlm_status sk_fetch_error(SkWork* w, cudaStream_t s, double* error, int* bad, otlm_error* err) {
-  k_err_reduce<<<1, 1024, 0, s>>>(w->colerr.ptr, w->pb.k, w->pb.rsum, w->bad.ptr, w->scal.ptr);
+  OTLM_KERNEL(1, 1024, 0, s, k_err_reduce)(w->colerr.ptr, w->pb.k, w->pb.rsum, w->bad.ptr, w->scal.ptr);
   OTLM_LAUNCH("sinkhorn error reduction");
   double h[2];
   OTLM_CU(cudaMemcpyAsync(h, w->scal.ptr, sizeof h, cudaMemcpyDeviceToHost, s), "cudaMemcpy (error)");
@@ -725,8 +725,8 @@ otlm_status row_logsumexp(cudaStream_t s, float* x, int64_t ld, int64_t n, int64
                           bool normalise, const float2* tile_partials, int ntiles, otlm_error* err) {
   DeviceInfo d;
   OTLM_TRY(current_device_info(&d, err));
-  k_row_lse<<<grid_for_rows(n, 8, d.sm_count), 256, 0, s>>>(x, ld, n, k, lse, normalise ? 1 : 0,
-                                                            tile_partials, ntiles);
+  OTLM_KERNEL(grid_for_rows(n, 8, d.sm_count), 256, 0, s, k_row_lse)(x, ld, n, k, lse, normalise ? 1 : 0,
+                                                                     tile_partials, ntiles);
   OTLM_LAUNCH("row log-sum-exp");
   return OTLM_OK;
 }
@@ -738,7 +738,7 @@ otlm_status find_nonfinite(cudaStream_t s, const float* x, int64_t ld, int64_t n
   DeviceBuffer<unsigned long long> b;
   OTLM_TRY(b.alloc(1, "scan flag", err));
   OTLM_CU(cudaMemsetAsync(b.ptr, 0xff, sizeof(unsigned long long), s), "cudaMemsetAsync");
-  k_find_nonfinite<<<grid_for_rows(n, 8, d.sm_count), 256, 0, s>>>(x, ld, n, k, b.ptr);
+  OTLM_KERNEL(grid_for_rows(n, 8, d.sm_count), 256, 0, s, k_find_nonfinite)(x, ld, n, k, b.ptr);
   OTLM_LAUNCH("non-finite scan");
   unsigned long long h = 0;
   OTLM_CU(cudaMemcpyAsync(&h, b.ptr, sizeof h, cudaMemcpyDeviceToHost, s), "cudaMemcpy (scan)");
@@ -857,7 +857,7 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
     OTLM_CU(cudaMemcpyAsync(f.ptr, io->f, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (warm f)");
     OTLM_CU(cudaMemcpyAsync(g0.ptr, io->g, size_t(k) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (warm g)");
     if (logits) {
-      k_sub_vec<<<unsigned(ceil_div(n, 256)), 256, 0, s>>>(f.ptr, lse.ptr, n, -1.0);
+      OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s, k_sub_vec)(f.ptr, lse.ptr, n, -1.0);
       OTLM_LAUNCH("warm start shift");
     }
   }
@@ -892,7 +892,7 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
     OTLM_TRY(current_device_info(&d, err));
     int blocks = int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, 8), int64_t(d.sm_count) * 4)));
     OTLM_TRY(tmp.alloc(size_t(blocks), "row ranges", err));
-    k_row_range<<<blocks, 256, 0, s>>>(x.ptr, ld, n, k, tmp.ptr);
+    OTLM_KERNEL(blocks, 256, 0, s, k_row_range)(x.ptr, ld, n, k, tmp.ptr);
     OTLM_LAUNCH("row range");
     std::vector<double> parts(static_cast<size_t>(blocks));
     OTLM_CU(cudaMemcpyAsync(parts.data(), tmp.ptr, size_t(blocks) * 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy");
@@ -967,20 +967,20 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
   DeviceBuffer<int32_t> pred;
   if (io->predictions) {
     OTLM_TRY(pred.alloc(size_t(n), "predictions", err));
-    k_predict<<<rgrid, 256, 0, s>>>(x.ptr, ld, n, k, alpha, inv, gcur, pred.ptr);
+    OTLM_KERNEL(rgrid, 256, 0, s, k_predict)(x.ptr, ld, n, k, alpha, inv, gcur, pred.ptr);
     OTLM_LAUNCH("predictions");
     OTLM_CU(cudaMemcpyAsync(io->predictions, pred.ptr, size_t(n) * 4, cudaMemcpyDeviceToHost, s),
             "cudaMemcpy (predictions)");
   }
   if (io->plan) {
-    k_plan<<<rgrid, 256, 0, s>>>(x.ptr, ld, n, k, alpha, inv, gcur, f.ptr);
+    OTLM_KERNEL(rgrid, 256, 0, s, k_plan)(x.ptr, ld, n, k, alpha, inv, gcur, f.ptr);
     OTLM_LAUNCH("plan");
     OTLM_CU(cudaMemcpy2DAsync(io->plan, size_t(k) * 4, x.ptr, size_t(ld) * 4, size_t(k) * 4, size_t(n),
                               cudaMemcpyDeviceToHost, s),
             "cudaMemcpy2D (plan to the host)");
   }
   if (logits) {
-    k_sub_vec<<<unsigned(ceil_div(n, 256)), 256, 0, s>>>(f.ptr, lse.ptr, n, 1.0);
+    OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s, k_sub_vec)(f.ptr, lse.ptr, n, 1.0);
     OTLM_LAUNCH("potential shift");
   }
   OTLM_CU(cudaMemcpyAsync(io->f, f.ptr, size_t(n) * 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (f)");
