@@ -4,6 +4,8 @@
   'variables': {
     'otlm_core_sources': [
       'native/core/src/validate.cpp',
+      'native/core/src/driver.cpp',
+      'native/core/src/acceleration.cpp',
     ],
     'otlm_cpu_sources': [
       'native/cpu/backend.cpp',

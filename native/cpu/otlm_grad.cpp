@@ -1,10 +1,11 @@
-// OTLM loss and gradient on the CPU (DESIGN.md §1, otlm.h):
+// OTLM loss and gradient on the CPU (docs/architecture.md "OTLM", otlm.h):
 //   A = Φ_B W + b, logZ = log_softmax(A), M = -logZ, (f, g) = Sinkhorn_T(M, λ, r = 1, c = B·μ),
 //   Y = exp((f ⊕ g - M)/λ),  L = (<Y, M> + λ<Y, log Y>)/B = (Σ_i f_i·rowsum_i + Σ_j g_j·colsum_j)/B.
 //
-// Forward: iteration t computes f_t = F(g_{t-1}) row by row and, in the same pass, the column sums of
-// the plan exp((f_t ⊕ g_{t-1} - M)/λ) (entries <= 1, so no overflow), which give both the column error
-// and g_t = g_{t-1} + λ(log c - log colsum). Columns whose sum underflows get an exact log-sum-exp.
+// Forward: the shared Sinkhorn driver with the CPU passes (sinkhorn.cpp): iteration t computes
+// f_t = F(g_{t-1}) row by row and, in the same pass, the column sums of the plan
+// exp((f_t ⊕ g_{t-1} - M)/λ), which give both the column error and g_t = g_{t-1} + λ(log c - log colsum).
+// Columns whose sum underflows get an exact log-sum-exp.
 //
 // Backward (unrolled): reverse mode through the recurrences, storing only f_t, g_t. With
 //   P^f_t = exp((f_t ⊕ g_{t-1} - M)/λ)  (∂f_t,i/∂g_{t-1,j} = -P^f_ij, ∂f_t,i/∂M_ij = P^f_ij)
@@ -19,8 +20,10 @@
 #include <new>
 
 #include "cpu_internal.h"
+#include "otlm/driver.h"
 #include "otlm/validate.h"
 #include "otlm_engine.h"
+#include "sinkhorn_passes.h"
 #include "otlm_kernels.h"
 #include "thread_pool.h"
 
@@ -28,8 +31,6 @@ namespace otlm::cpu {
 
 namespace {
 constexpr int64_t kRowsPerTask = 64;  // fixed row chunk: results independent of the thread count
-// Below this a float column sum has lost terms to underflow (exp_f flushes below e^-87 ≈ 1.6e-38).
-constexpr double kColsumFloor = 1e-25;
 
 struct Scratch {
   std::vector<float> a, b, c;
@@ -92,11 +93,8 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
   }
   float* L = ws.logz.data();
   float* D = ws.dbuf.data();
-  std::vector<double> logc(static_cast<size_t>(k)), c(static_cast<size_t>(k));
-  for (int64_t j = 0; j < k; ++j) {
-    c[j] = double(b) * mu[j];
-    logc[j] = std::log(c[j]);
-  }
+  std::vector<double> c(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) c[j] = double(b) * mu[j];
 
   // ---- A = Φ_B W + b with the row log-softmax fused in while each panel of rows is hot.
   const std::function<void(int64_t, int64_t)> log_softmax_rows = [&](int64_t r0, int64_t r1) {
@@ -105,60 +103,58 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
   };
   gemm_nn(b, k, k, phi_b, w, bias, L, threads, &log_softmax_rows);
 
-  // ---- Sinkhorn forward; keep f_t (t = 1..S) and g_{t-1}.
-  std::vector<double> gs(static_cast<size_t>(k));
+  // ---- Sinkhorn forward by the shared driver (plain steps, check every iteration, stop at T or
+  // when the error is under tol); the hook keeps f_t (t = 1..S) and g_{t-1} for the backward.
   double* G = ws.g_hist.data();  // row t-1 holds g_{t-1}
   double* F = ws.f_hist.data();  // row t-1 holds f_t
-  for (int64_t j = 0; j < k; ++j) G[j] = 0;
-  int32_t S = 0;
-  double error = 0;
-  int64_t fallbacks = 0;
-  for (int32_t t = 1; t <= T; ++t) {
-    const double* gprev = G + size_t(t - 1) * k;
-    double* ft = F + size_t(t - 1) * b;
-    for (int64_t j = 0; j < k; ++j) gs[j] = gprev[j] / lam;
-    parallel_for(tasks, threads, [&](int64_t task) {
-      Scratch& s = scratch(k);
-      double* acc = ws.colacc.data() + task * k;
-      std::fill(acc, acc + k, 0.0);
-      const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
-      for (int64_t i = task * kRowsPerTask; i < i1; ++i) {
-        double m;
-        const float sum = kr.row_lse(L + i * k, gs.data(), invlam, k, s.x.data(), s.a.data(), &m);
-        ft[i] = -lam * (m + std::log(double(sum)));
-        kr.acc_scaled(acc, s.a.data(), 1.0 / double(sum), k);
-      }
-    });
-    double* colsum = ws.colsum.data();
-    merge_columns(ws.colacc, tasks, k, colsum);
-    // Columns whose float sum underflowed: exact log-sum-exp in double over the column.
-    std::vector<double> exact_lse;
-    for (int64_t j = 0; j < k; ++j) {
-      if (!(colsum[j] < kColsumFloor)) continue;  // (NaN too: nothing to rescue)
-      double mx = -INFINITY;
-      for (int64_t i = 0; i < b; ++i) mx = std::max(mx, (ft[i] + double(L[i * k + j])) / lam);
-      double s = 0;
-      for (int64_t i = 0; i < b; ++i) s += std::exp((ft[i] + double(L[i * k + j])) / lam - mx);
-      const double lse = mx + std::log(s);  // LSE_i((f_i - M_ij)/λ)
-      colsum[j] = std::exp(lse + gprev[j] / lam);
-      if (t < T) {
-        // g_t computed from the exact LSE; mark by storing it now (the generic update below skips it).
-        exact_lse.resize(size_t(k), NAN);
-        exact_lse[j] = lse;
-      }
-      ++fallbacks;
+  SinkhornProblem pb;
+  pb.x = L;  // S = log Z = -M: "logits" whose rows are already log-softmax
+  pb.n = b;
+  pb.k = k;
+  pb.logits = true;
+  pb.log_probs = true;
+  pb.col_marginal = c.data();
+  pb.threads = threads;
+  otlm_sinkhorn_params sp{};
+  sp.n = b;
+  sp.k = k;
+  sp.input_kind = OTLM_INPUT_LOGITS;
+  sp.lambda = lam;
+  sp.max_iter = T;
+  sp.tol = p->tol;
+  sp.check_every = 1;
+  sp.threads = threads;
+  sp.overrelax = 1;
+  std::vector<double> f_out(static_cast<size_t>(b)), g_out(static_cast<size_t>(k));
+  otlm_sinkhorn_buffers io{};
+  io.x = L;
+  io.col_marginal = c.data();
+  io.f = f_out.data();
+  io.g = g_out.data();
+  otlm_sinkhorn_report rep{};
+  struct Record final : driver::Hooks {
+    const CpuSinkhornPasses* ps = nullptr;
+    double *F, *G;
+    int64_t b, k;
+    otlm_status after_row_pass(int t, otlm_error*) override {
+      std::copy(ps->f(), ps->f() + b, F + size_t(t - 1) * b);
+      std::copy(ps->g(), ps->g() + k, G + size_t(t - 1) * k);
+      return OTLM_OK;
     }
-    error = 0;
-    for (int64_t j = 0; j < k; ++j) error += std::fabs(colsum[j] - c[j]);
-    error /= double(b);
-    S = t;
-    if (t == T || (p->tol > 0 && error < p->tol)) break;
-    double* gt = G + size_t(t) * k;
-    for (int64_t j = 0; j < k; ++j) {
-      if (!exact_lse.empty() && !std::isnan(exact_lse[j])) gt[j] = lam * (logc[j] - exact_lse[j]);
-      else gt[j] = gprev[j] + lam * (logc[j] - std::log(colsum[j]));
-    }
+  } record;
+  record.F = F;
+  record.G = G;
+  record.b = b;
+  record.k = k;
+  {
+    CpuSinkhornPasses passes(pb, nullptr, nullptr);
+    record.ps = &passes;
+    if (otlm_status st = driver::solve(sp, io, passes, &rep, err, &record)) return st;
+    std::copy(passes.colsum(), passes.colsum() + k, ws.colsum.data());
   }
+  const int32_t S = rep.iterations;
+  const double error = rep.error;
+  const int64_t fallbacks = rep.log_fallbacks;
   const double* fS = F + size_t(S - 1) * b;
   const double* gS = G + size_t(S - 1) * k;  // g_{S-1}
   double loss = 0;
@@ -180,6 +176,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
   const float invB = float(1.0 / double(b));
   if (p->grad_mode == OTLM_GRAD_ENVELOPE) {
     // M̄ = Y/B with Y the final plan.
+    std::vector<double> gs(static_cast<size_t>(k));
     for (int64_t j = 0; j < k; ++j) gs[j] = gS[j] / lam;
     parallel_for(tasks, threads, [&](int64_t task) {
       Scratch& s = scratch(k);

@@ -7,9 +7,7 @@ namespace otlm::cpu {
 struct OtlmKernels {
   const char* isa;  // "avx512", "avx2" or "baseline"
   float (*sum)(const float* x, int64_t n);
-  float (*row_lse)(const float* L, const double* gs, double invlam, int64_t n, double* xs, float* e, double* m);
   void (*exp_shift)(const float* L, const double* gs, double c, double invlam, int64_t n, float* out);
-  void (*acc_scaled)(double* acc, const float* e, double scale, int64_t n);
   void (*last_u)(const float* y, const double* gs, double fc, int64_t n, float* u, float* su, float* sy);
   void (*last_update)(const float* y, const float* u, float invB, float fbar, int64_t n, float* mbar,
                       double* acc);

@@ -67,45 +67,12 @@ static float max_f(const float* __restrict x, int64_t n) {
   return mm;
 }
 
-// A max is exact in any order, so this one may use 8 lanes (one zmm) without changing any bit.
-typedef double v8d __attribute__((vector_size(64)));
-
-static double max_d(const double* __restrict x, int64_t n) {
-  v8d mx;
-  for (int l = 0; l < 8; ++l) mx[l] = -INFINITY;
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    v8d v;
-    std::memcpy(&v, x + j, sizeof v);
-    mx = v > mx ? v : mx;
-  }
-  double mm = mx[0];
-  for (int l = 1; l < 8; ++l) mm = mx[l] > mm ? mx[l] : mm;
-  for (; j < n; ++j) mm = x[j] > mm ? x[j] : mm;
-  return mm;
-}
-
 // Exponent arguments are formed in double: with a small λ, (f_i + g_j - M_ij)/λ is a difference of
 // terms in the hundreds, where a float ulp would already cost 1e-5 relative in the result.
-// e_j = exp(x_j - max x), x_j = gs_j + L_j·invlam (xs: double scratch). Returns Σ e_j, max in *m.
-static float row_lse(const float* __restrict L, const double* __restrict gs, double invlam, int64_t n,
-                     double* __restrict xs, float* __restrict e, double* __restrict m) {
-  for (int64_t j = 0; j < n; ++j) xs[j] = gs[j] + double(L[j]) * invlam;
-  const double mm = max_d(xs, n);
-  for (int64_t j = 0; j < n; ++j) e[j] = exp_f(float(xs[j] - mm));
-  *m = mm;
-  return sum_f(e, n);
-}
-
 // out_j = exp(c + gs_j + L_j·invlam)
 static void exp_shift(const float* __restrict L, const double* __restrict gs, double c, double invlam, int64_t n,
                       float* __restrict out) {
   for (int64_t j = 0; j < n; ++j) out[j] = exp_f(float((c + gs[j]) + double(L[j]) * invlam));
-}
-
-// acc_j += e_j·scale (double accumulation across rows)
-static void acc_scaled(double* __restrict acc, const float* __restrict e, double scale, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += double(e[j]) * scale;
 }
 
 // Last (t = S) backward pass of a row, y = final plan row. u_j = y_j·(fc + gs_j) = Y·log Y.

@@ -436,15 +436,11 @@ void test_determinism() {
   // Every ISA's kernels give the same bits.
   const otlm::cpu::OtlmKernels& base = otlm::cpu::otlm_kernels_for("baseline");
   const otlm::cpu::OtlmKernels& best = otlm::cpu::otlm_kernels();
-  std::vector<float> L(1003), e1(1003), e2(1003), y1(1003), y2(1003);
-  std::vector<double> gs(1003), xs(1003);
+  std::vector<float> L(1003), y1(1003), y2(1003);
+  std::vector<double> gs(1003);
   std::normal_distribution<float> nd(0, 3);
   for (auto& x : L) x = -std::fabs(nd(rng));
   for (auto& x : gs) x = nd(rng);
-  double m1, m2;
-  float s1 = base.row_lse(L.data(), gs.data(), 3.0, 1003, xs.data(), e1.data(), &m1);
-  float s2 = best.row_lse(L.data(), gs.data(), 3.0, 1003, xs.data(), e2.data(), &m2);
-  CHECK(s1 == s2 && m1 == m2 && e1 == e2, "row_lse: %s differs from baseline", best.isa);
   base.exp_shift(L.data(), gs.data(), 0.7, 3.0, 1003, y1.data());
   best.exp_shift(L.data(), gs.data(), 0.7, 3.0, 1003, y2.data());
   CHECK(y1 == y2, "exp_shift: %s differs from baseline", best.isa);
