@@ -11,6 +11,7 @@
 #include <new>
 
 #include "cpu_internal.h"
+#include "otlm/optimizer.h"
 #include "otlm/validate.h"
 #include "otlm_engine.h"
 #include "thread_pool.h"
@@ -126,39 +127,18 @@ otlm_status trainer_step(otlm_trainer* t, const int32_t* rows, int64_t b, double
   for (int64_t q = 0; q < kk; ++q) gn += double(grad[q]) * double(grad[q]);
   gn = std::sqrt(gn);
 
-  // Optimizer update (element-wise; fixed chunks, so identical for any thread count).
-  const otlm_train_params& p = t->p;
-  const int64_t step = t->step + 1;
-  const double wd = p.weight_decay;
-  const double bc1 = 1 - std::pow(p.beta1, double(step));
-  const double bc2_sqrt = std::sqrt(1 - std::pow(p.beta2, double(step)));
+  // Optimizer update (otlm/optimizer.h; element-wise in fixed chunks, so identical for any thread
+  // count). Element q's new (w, m1, m2) is written only when `commit`: a first pass without commit
+  // checks that every updated weight is finite, so an overflowing update (e.g. a huge lr) leaves W
+  // and the optimizer state exactly as they were.
+  const OptimizerStep o = optimizer_step(t->p, lr, t->step + 1);
+  const int64_t step = o.step;
   float* w = t->w.data();
   double* m1 = t->m1.data();
   double* m2 = t->m2.empty() ? nullptr : t->m2.data();
-  // Element q's new (w, m1, m2); written only when `commit`. A first pass without commit checks
-  // that every updated weight is finite, so an overflowing update (e.g. a huge lr) leaves W and
-  // the optimizer state exactly as they were.
   auto update = [&](int64_t q, bool commit) -> bool {
-    double g = grad[q];
-    double wq = w[q];
     double a = m1[q], v = m2 ? m2[q] : 0;
-    if (p.optimizer == OTLM_OPT_SGD) {
-      if (wd != 0) g += wd * wq;
-      double d = g;
-      if (p.momentum != 0) {
-        a = step == 1 ? g : p.momentum * a + g;
-        d = p.nesterov ? g + p.momentum * a : a;
-      }
-      wq -= lr * d;
-    } else {
-      if (p.optimizer == OTLM_OPT_ADAMW) wq *= 1 - lr * wd;
-      else if (wd != 0) g += wd * wq;
-      a = p.beta1 * a + (1 - p.beta1) * g;
-      v = p.beta2 * v + (1 - p.beta2) * g * g;
-      const double denom = std::sqrt(v) / bc2_sqrt + p.eps;
-      wq -= (lr / bc1) * a / denom;
-    }
-    const float wf = float(wq);
+    const float wf = optimizer_update(o, w[q], grad[q], a, v);
     if (commit) {
       w[q] = wf;
       m1[q] = a;

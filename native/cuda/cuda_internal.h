@@ -4,8 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "cuda_common.cuh"
+#include "otlm/driver.h"
 #include "otlm/otlm.h"
 
 namespace otlm::cuda {
@@ -26,41 +28,58 @@ struct SkProblem {
   // A column whose plan sum S_j < floor_rel·c_j + floor_abs (or > 1e300, or NaN) gets an exact
   // log-domain column log-sum-exp (the float exp underflowed).
   double floor_rel = 1e-30, floor_abs = 0;
+  const double* lse = nullptr;   // device n: row LSE of logits, added back to f on output, or null
+  float* plan_out = nullptr;     // device n × ld the plan may be written to (may alias x), or null
 };
 
-struct SkWork;  // opaque: partial buffers, fallback state, scalars
+struct SkWork;  // opaque: grid choice, partial buffers, fallback state, scalars
 
 // Allocates the work buffers for a problem (grid chosen from the device and the shape).
 // twopass: force the two-pass path (row LSE pass + column pass) instead of the fused one-pass kernel.
 otlm_status sk_work_create(const SkProblem& pb, bool twopass, SkWork** out, otlm_error* err);
 void sk_work_destroy(SkWork* w);
 const char* sk_work_path(const SkWork* w);  // "onepass-<GT>x<V>x<R>" or "twopass"
-
-// One Sinkhorn iteration on the device, no host synchronisation:
-//   f_out = relaxed f update from g_in (f_in: previous f, read when omega > 1 and for the
-//           fallback statistics when use_old), column plan sums of the updated plan,
-//   S (column sums), colerr, and when update_g: g_out = relaxed g update (exact column LSE where
-//   the sum underflowed). f_plain_out (optional) receives the plain (ω = 1) f and switches the
-//   reported column sums/error to the plain plan (the g update still uses the relaxed plan).
-struct SkStep {
-  double lam = 1, omega = 1;
-  const double* g_in = nullptr;
-  const double* f_in = nullptr;
-  double* f_out = nullptr;
-  double* g_out = nullptr;
-  double* f_plain_out = nullptr;
-  bool use_old = false;     // f_in holds a meaningful previous potential (warm start or it > 1)
-  bool update_g = true;
-  int iteration = 0;        // for messages
-};
-otlm_status sk_iterate(SkWork* w, cudaStream_t s, const SkStep& st, otlm_error* err);
-// Column error Σ_j |S_j - c_j| / Σr of the last iterate, and the device's non-finite flag:
-// copies 16 bytes and synchronises the stream.
-otlm_status sk_fetch_error(SkWork* w, cudaStream_t s, double* error, int* bad, otlm_error* err);
-// Device pointer to the column sums S of the last iterate (k doubles).
+// Device pointer to the column sums S of the last row pass (k doubles).
 const double* sk_colsum(const SkWork* w);
-// Total fallbacks (rows + columns) counted on the device so far (synchronises).
-otlm_status sk_fallbacks(SkWork* w, cudaStream_t s, int64_t* out, otlm_error* err);
+
+// The CUDA backend's passes for the shared Sinkhorn driver (otlm/driver.h). f and g live on the
+// device; a plain step is precomputed by the row pass's merge and committed by a pointer swap, so
+// plain iterations need no host synchronisation except when the driver asks for the error.
+class CudaSinkhornPasses final : public driver::Passes {
+ public:
+  // pb's device buffers must outlive the passes; f and g start at zero.
+  static otlm_status create(const SkProblem& pb, cudaStream_t s, std::unique_ptr<CudaSinkhornPasses>* out,
+                            otlm_error* err);
+  ~CudaSinkhornPasses() override;
+
+  otlm_status cost_scale(double* scale, otlm_error* err) override;
+  otlm_status row_pass(const driver::RowPass& rp, driver::RowStats* stats, otlm_error* err) override;
+  otlm_status residual(double lambda, int iteration, double* resid, otlm_error* err) override;
+  otlm_status plain_step(double lambda, int iteration, otlm_error* err) override;
+  otlm_status get_g(double* g, otlm_error* err) override;
+  otlm_status set_g(const double* g, otlm_error* err) override;
+  otlm_status finish(double lambda, const otlm_sinkhorn_buffers& io, otlm_error* err) override;
+  otlm_status fallbacks(int64_t* count, otlm_error* err) override;
+
+  double* f() { return f_.ptr; }                  // device n (without the row LSE of logits)
+  const double* g() const { return gcur_; }       // device k
+  const double* colsum() const { return sk_colsum(w_); }  // device k, of the last row pass
+
+ private:
+  CudaSinkhornPasses() = default;
+  otlm_status merge(double lambda, double* g_out, otlm_error* err);
+  otlm_status hessian(double lambda, double* W, otlm_error* err);
+  static otlm_status check_bad(int bad, int iteration, double lambda, otlm_error* err);
+
+  SkProblem pb_;
+  cudaStream_t s_ = nullptr;
+  SkWork* w_ = nullptr;
+  DeviceBuffer<double> f_, ga_, gb_, resid_, scal_, da_, hpart_, hess_;
+  double* gcur_ = nullptr;
+  double* gnext_ = nullptr;
+  bool next_ready_ = false;
+  int64_t partial_rows_ = 0;
+};
 
 // Row log-sum-exp of x (n × ld, k valid columns) into lse (n doubles). When `normalise`,
 // x is overwritten by x - lse (float), i.e. log_softmax in place. When `tile_partials` is

@@ -1,4 +1,4 @@
-// OTLM on the device (DESIGN.md §1, otlm.h): loss, unrolled/envelope gradient, the trainer.
+// OTLM on the device (docs/architecture.md "OTLM", otlm.h): loss, unrolled/envelope gradient, the trainer.
 //
 //   A = Φ_B W + b            our FP32 GEMM; the epilogue adds b and writes per-tile (max, Σexp)
 //   log Z = log_softmax(A)   k_row_lse merges the tile pairs and normalises in place
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cuda_internal.h"
+#include "otlm/optimizer.h"
 
 namespace otlm::cuda {
 
@@ -188,39 +189,32 @@ __global__ void k_sum_final(const double* part, int n, double* out) {
   }
 }
 
+// The shared optimizer rule (otlm/optimizer.h) in two phases, as on the CPU: k_optimizer with
+// commit = 0 only records the first element whose new weight is not finite (atomicMin into *bad);
+// the commit launch writes W and the moments only when nothing was recorded.
 struct OptArgs {
   float* w;
   const float* grad;
   double* m1;
-  double* m2;
+  double* m2;  // null for SGD
   int64_t ld, k;
-  int opt;
-  double lr, wd, beta1, beta2, eps, momentum, bc1, bc2_sqrt;
-  int nesterov;
-  int64_t step;
+  OptimizerStep o;
+  unsigned long long* bad;  // first non-finite element (row * k + col), ~0 when none
+  int commit;
 };
 __global__ void k_optimizer(OptArgs A) {
   const int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (q >= A.k * A.ld || q % A.ld >= A.k) return;
-  double g = A.grad[q];
-  double wq = A.w[q];
-  if (A.opt == OTLM_OPT_SGD) {
-    if (A.wd != 0) g += A.wd * wq;
-    double d = g;
-    if (A.momentum != 0) {
-      A.m1[q] = A.step == 1 ? g : A.momentum * A.m1[q] + g;
-      d = A.nesterov ? g + A.momentum * A.m1[q] : A.m1[q];
-    }
-    wq -= A.lr * d;
-  } else {
-    if (A.opt == OTLM_OPT_ADAMW) wq *= 1 - A.lr * A.wd;
-    else if (A.wd != 0) g += A.wd * wq;
-    A.m1[q] = A.beta1 * A.m1[q] + (1 - A.beta1) * g;
-    A.m2[q] = A.beta2 * A.m2[q] + (1 - A.beta2) * g * g;
-    const double denom = sqrt(A.m2[q]) / A.bc2_sqrt + A.eps;
-    wq -= (A.lr / A.bc1) * A.m1[q] / denom;
+  if (A.commit && *A.bad != ~0ull) return;
+  double m1 = A.m1[q], m2 = A.m2 ? A.m2[q] : 0;
+  const float w = optimizer_update(A.o, A.w[q], A.grad[q], m1, m2);
+  if (!A.commit) {
+    if (!isfinite(w)) atomicMin(A.bad, (unsigned long long)((q / A.ld) * A.k + q % A.ld));
+    return;
   }
-  A.w[q] = float(wq);
+  A.w[q] = w;
+  A.m1[q] = m1;
+  if (A.m2) A.m2[q] = m2;
 }
 
 __global__ void k_identity(float* w, int64_t ld, int64_t k) {
@@ -246,18 +240,16 @@ struct Ctx {
   DeviceBuffer<float> phib, logz, da;
   DeviceBuffer<double> mbar, fh, gh, fbar, gbar, colpart, col, logc, scal;
   DeviceBuffer<float2> lsep;
-  int64_t sk_b = -1;  // batch size the Sinkhorn work was made for
-  SkWork* sk = nullptr;
-  ~Ctx() {
-    if (sk) sk_work_destroy(sk);
-  }
+  std::vector<double> hmu;  // the target prior on the host (the driver's column marginal)
+  int64_t sk_b = -1;        // batch size the Sinkhorn passes were made for
+  std::unique_ptr<CudaSinkhornPasses> sk;
   int64_t chunks(int64_t b) const {
     int64_t colblocks = ceil_div(k, 256);
     int64_t want = std::max<int64_t>(1, int64_t(dev.sm_count) * 8 / colblocks);
     return std::max<int64_t>(1, std::min<int64_t>({want, ceil_div(b, 16), 65535}));
   }
 
-  otlm_status init(const otlm_train_params* prm, const float* hbias, const double* hmu, otlm_error* err) {
+  otlm_status init(const otlm_train_params* prm, const float* hbias, const double* hmu_in, otlm_error* err) {
     p = *prm;
     k = p.k;
     ld = pad4(k);
@@ -271,7 +263,8 @@ struct Ctx {
     OTLM_TRY(logc.alloc(size_t(k), "log column marginal", err));
     OTLM_TRY(scal.alloc(kSumBlocks + 8, "scalars", err));
     OTLM_TRY(gh.alloc(size_t(p.sinkhorn_iters + 1) * size_t(k), "g history", err));
-    OTLM_CU(cudaMemcpyAsync(mu.ptr, hmu, size_t(k) * 8, cudaMemcpyHostToDevice, stream.s), "cudaMemcpy (prior)");
+    hmu.assign(hmu_in, hmu_in + k);
+    OTLM_CU(cudaMemcpyAsync(mu.ptr, hmu_in, size_t(k) * 8, cudaMemcpyHostToDevice, stream.s), "cudaMemcpy (prior)");
     if (hbias) {
       OTLM_TRY(bias.alloc(size_t(k), "bias", err));
       OTLM_CU(cudaMemcpyAsync(bias.ptr, hbias, size_t(k) * 4, cudaMemcpyHostToDevice, stream.s), "cudaMemcpy (bias)");
@@ -311,13 +304,13 @@ struct Ctx {
     OTLM_TRY(row_logsumexp(s, logz.ptr, ld, b, k, nullptr, true, tf32 ? nullptr : lsep.ptr, gemm_tiles_n(k), err));
     OTLM_KERNEL(unsigned(ceil_div(k, 256)), 256, 0, s, k_prior_cols)(mu.ptr, k, double(b), col.ptr, logc.ptr);
     OTLM_LAUNCH("prior columns");
-    // ---- Sinkhorn, storing the potentials
+    // ---- Sinkhorn by the shared driver (plain steps, a check every iteration, stop at T or when the
+    // error is under tol); the hook copies f_t and g_{t-1} into the histories the backward reads.
     if (sk_b != b) {
-      if (sk) sk_work_destroy(sk);
-      sk = nullptr;
+      sk.reset();
       sk_b = -1;
       SkProblem pb;
-      pb.x = logz.ptr;
+      pb.x = logz.ptr;  // log Z = -M: "logits" whose rows are already log-softmax (row LSE 0)
       pb.ld = ld;
       pb.n = b;
       pb.k = k;
@@ -325,36 +318,51 @@ struct Ctx {
       pb.rsum = double(b);
       pb.col = col.ptr;
       pb.logc = logc.ptr;
-      pb.floor_rel = 0;
-      pb.floor_abs = 1e-25;  // the CPU OTLM engine's threshold
-      OTLM_TRY(sk_work_create(pb, false, &sk, err));
+      OTLM_TRY(CudaSinkhornPasses::create(pb, s, &sk, err));
       sk_b = b;
     }
-    OTLM_CU(cudaMemsetAsync(gh.ptr, 0, size_t(k) * 8, s), "cudaMemsetAsync (g_0)");
-    int32_t S = 0;
-    double error = NAN;
-    for (int32_t t = 1; t <= T; ++t) {
-      SkStep st;
-      st.lam = lam;
-      st.omega = 1;
-      st.g_in = gh.ptr + size_t(t - 1) * size_t(k);
-      st.f_out = fh.ptr + size_t(t - 1) * size_t(b);
-      st.f_in = st.f_out;
-      st.g_out = gh.ptr + size_t(t) * size_t(k);
-      st.use_old = false;
-      st.update_g = t < T;
-      st.iteration = t;
-      OTLM_TRY(sk_iterate(sk, s, st, err));
-      S = t;
-      if (t == T || p.tol > 0) {
-        int bad = 0;
-        OTLM_TRY(sk_fetch_error(sk, s, &error, &bad, err));
-        if (t == T || error < p.tol) break;
+    OTLM_TRY(sk->set_g(std::vector<double>(size_t(k), 0.0).data(), err));
+    std::vector<double> hc(static_cast<size_t>(k)), fout(static_cast<size_t>(b)), gout(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) hc[size_t(j)] = double(b) * hmu[size_t(j)];
+    otlm_sinkhorn_params sp{};
+    sp.n = b;
+    sp.k = k;
+    sp.input_kind = OTLM_INPUT_LOGITS;
+    sp.lambda = lam;
+    sp.max_iter = T;
+    sp.tol = p.tol;
+    sp.check_every = 1;
+    sp.overrelax = 1;
+    otlm_sinkhorn_buffers io{};
+    io.col_marginal = hc.data();
+    io.f = fout.data();
+    io.g = gout.data();
+    struct Record final : driver::Hooks {
+      CudaSinkhornPasses* ps;
+      double *fh, *gh;
+      int64_t b, k;
+      cudaStream_t s;
+      otlm_status after_row_pass(int t, otlm_error* err) override {
+        OTLM_CU(cudaMemcpyAsync(fh + size_t(t - 1) * size_t(b), ps->f(), size_t(b) * 8, cudaMemcpyDeviceToDevice, s),
+                "cudaMemcpy (f history)");
+        OTLM_CU(cudaMemcpyAsync(gh + size_t(t - 1) * size_t(k), ps->g(), size_t(k) * 8, cudaMemcpyDeviceToDevice, s),
+                "cudaMemcpy (g history)");
+        return OTLM_OK;
       }
-    }
+    } record;
+    record.ps = sk.get();
+    record.fh = fh.ptr;
+    record.gh = gh.ptr;
+    record.b = b;
+    record.k = k;
+    record.s = s;
+    otlm_sinkhorn_report rep{};
+    OTLM_TRY(driver::solve(sp, io, *sk, &rep, err, &record));
+    const int32_t S = rep.iterations;
+    const double error = rep.error;
     const double* fS = fh.ptr + size_t(S - 1) * size_t(b);
     const double* gS = gh.ptr + size_t(S - 1) * size_t(k);
-    OTLM_KERNEL(1, 1024, 0, s, k_loss)(fS, b, gS, sk_colsum(sk), k, scal.ptr);
+    OTLM_KERNEL(1, 1024, 0, s, k_loss)(fS, b, gS, sk->colsum(), k, scal.ptr);
     OTLM_LAUNCH("loss");
     double loss = NAN;
     OTLM_CU(cudaMemcpyAsync(&loss, scal.ptr, 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (loss)");
@@ -566,29 +574,33 @@ otlm_status trainer_step(otlm_trainer* th, const int32_t* rows, int64_t b, doubl
       report(NAN);
       return st;
     }
-    const otlm_train_params& p = c.p;
-    const int64_t step = t->step + 1;
     OptArgs A;
     A.w = c.w.ptr;
     A.grad = c.dw.ptr;
     A.m1 = t->m1.ptr;
-    A.m2 = t->m2.ptr;
+    A.m2 = c.p.optimizer == OTLM_OPT_SGD ? nullptr : t->m2.ptr;
     A.ld = c.ld;
     A.k = k;
-    A.opt = p.optimizer;
-    A.lr = lr;
-    A.wd = p.weight_decay;
-    A.beta1 = p.beta1;
-    A.beta2 = p.beta2;
-    A.eps = p.eps;
-    A.momentum = p.momentum;
-    A.nesterov = p.nesterov;
-    A.bc1 = 1 - std::pow(p.beta1, double(step));
-    A.bc2_sqrt = std::sqrt(1 - std::pow(p.beta2, double(step)));
-    A.step = step;
-    OTLM_KERNEL(unsigned(ceil_div(k * c.ld, 256)), 256, 0, s, k_optimizer)(A);
-    OTLM_LAUNCH("optimizer update");
+    A.o = optimizer_step(c.p, lr, t->step + 1);
+    A.bad = reinterpret_cast<unsigned long long*>(c.scal.ptr + 2);
+    const int64_t step = A.o.step;
+    OTLM_CU(cudaMemsetAsync(A.bad, 0xff, sizeof(unsigned long long), s), "cudaMemsetAsync");
+    const unsigned grid = unsigned(ceil_div(k * c.ld, 256));
+    for (int commit = 0; commit < 2; ++commit) {
+      A.commit = commit;
+      OTLM_KERNEL(grid, 256, 0, s, k_optimizer)(A);
+      OTLM_LAUNCH("optimizer update");
+    }
+    unsigned long long bad = 0;
+    OTLM_CU(cudaMemcpyAsync(&bad, A.bad, sizeof bad, cudaMemcpyDeviceToHost, s), "cudaMemcpy (optimizer flag)");
     OTLM_CU(cudaStreamSynchronize(s), "optimizer update (stream synchronize)");
+    if (bad != ~0ull) {
+      report(res.grad_norm);
+      return fail(err, OTLM_ENONFINITE,
+                  "trainer.step %lld: the update made W[%lld, %lld] non-finite (lr %g too large?); weights kept at "
+                  "their last finite value",
+                  (long long)step, (long long)(bad / k), (long long)(bad % k), lr);
+    }
     t->step = step;
     report(res.grad_norm);
     return OTLM_OK;

@@ -1,4 +1,4 @@
-// CUDA log-domain Sinkhorn (otlm.h semantics, the CPU backend is the reference).
+// CUDA log-domain Sinkhorn passes for the shared driver (otlm.h semantics; the CPU backend is the reference).
 //
 // Internal form (same as native/cpu/sinkhorn.cpp): Y_ij = exp(a_i + α x_ij + h_j) with a = f/λ,
 // h = g/λ, α = +1/λ for logits (the row log-sum-exp of -log_softmax is absorbed into f and added
@@ -8,28 +8,34 @@
 //  1. k_row_onepass<GT,V,R>: a group of GT threads owns one row at a time and holds the row in
 //     registers (each thread V float4 = 16-byte loads, coalesced). The group computes the exact
 //     row max of t_ij = α x_ij + h_j (double), e_ij = exp(t_ij - m) (one float exp per element),
-//     s = Σ e (double), the new a_i = log r_i - m - log s (over-relaxed when ω > 1), and in the
+//     s = Σ e (double), the new a_i = log r_i - m - log s, and in the
 //     same pass folds Y_ij = e_ij·exp(a_i + m) (≤ r_i: no max needed) into per-thread column
 //     accumulators (double) — threads own the same columns for every row, so these stay in
 //     registers. A block holds R groups working on a contiguous chunk of rows; at the end the
 //     groups are merged in a fixed order and written as one partial row per block.
 //     So M is read exactly once per iteration.
 //  2. k_merge: one thread per column sums the block partials in block order (deterministic),
-//     writes S_j, |S_j - c_j| and g_j ← (g_j/λ + ω(log c_j - log S_j))·λ. Columns whose sum
+//     writes S_j, |S_j - c_j|, the residual log c_j - log S_j and (plain steps) g_j ← (g_j/λ + residual)·λ
+//     into the other g buffer, committed by a pointer swap. Columns whose sum
 //     underflowed (S_j < floor) are flagged; k_fb_partial/k_fb_merge then compute their exact
 //     column log-sum-exp from a second, coalesced pass over only those columns (these kernels
 //     exit at once when nothing is flagged, so the common case costs two empty launches).
-//  The error (Σ|S - c| / Σr) is reduced on the device at convergence checks only, and read with
-//  one 16-byte copy.
-//  For k > 8192 (beyond what a group keeps in registers) and for over-relaxed check iterations
-//  (which need the plain and the relaxed plan) a two-pass path is used: k_row_twopass (online
-//  (max, sum) log-sum-exp streaming the row) then k_col_partial (threads own columns, coalesced).
+//  The error (Σ|S - c| / Σr) is reduced on the device only when the driver asks for it (checks,
+//  ε-scaling stages, accelerated steps), and read with one small copy.
+//  For k > 8192 (beyond what a group keeps in registers) a two-pass path is used: k_row_twopass
+//  (online (max, sum) log-sum-exp streaming the row) then k_col_partial (threads own columns).
+//  The iteration itself (ε schedule, acceleration, checks) is the shared driver's
+//  (native/core/src/driver.cpp, docs/architecture.md); CudaSinkhornPasses supplies its passes, with
+//  Newton's Laplacian (k_hessian_*) and the semi-dual change (k_sum over r_i(a_old − a_new)).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "cuda_internal.h"
+#include "otlm/driver.h"
 
 namespace otlm::cuda {
 
@@ -92,13 +98,13 @@ __device__ __forceinline__ float comp(const float4& v, int c) {
 struct RowArgs {
   const float* x;
   int64_t ld, n, k;
-  double alpha, inv, lam, omega;
+  double alpha, inv, lam;
   const double* g;       // g_in
   const double* r;       // or null
   const double* logr;    // or null
   const double* f_in;    // previous f (may alias f_out)
   double* f_out;
-  double* f_plain;       // or null (two-pass only)
+  double* da;            // n: r_i (a_old − a_new), the semi-dual's row change (Newton), or null
   double* partial;       // G × k
   int64_t rows_per_block;
   int use_old;
@@ -113,8 +119,7 @@ __device__ __forceinline__ double row_update(const RowArgs& A, int64_t i, double
   const double r = A.r ? A.r[i] : 1.0;
   const double a_old = A.f_in[i] * A.inv;
   const double ls = log(s);
-  const double a_plain = logr - m - ls;
-  const double a_new = A.omega > 1 ? a_old + A.omega * (a_plain - a_old) : a_plain;
+  const double a_new = logr - m - ls;
   if (writer) {
     if (!A.use_old) {
       ++nfb;
@@ -124,9 +129,9 @@ __device__ __forceinline__ double row_update(const RowArgs& A, int64_t i, double
     }
     if (!isfinite(a_new)) atomicMax(A.bad, 1);
     A.f_out[i] = a_new * A.lam;
-    if (A.f_plain) A.f_plain[i] = a_plain * A.lam;
+    if (A.da) A.da[i] = r * (a_old - a_new);
   }
-  return A.omega > 1 ? exp(a_new + m) : r / s;
+  return r / s;
 }
 
 // ---------------------------------------------------------------------------- one-pass row kernel
@@ -298,8 +303,9 @@ struct MergeArgs {
   const double* logc;
   const double* g_in;
   double* g_out;  // null: no update
-  double lam, inv, omega;
+  double lam, inv;
   double floor_rel, floor_abs;
+  double* resid;  // k: log c_j − log S_j, the plain update of h (exact LSE for flagged columns)
   double* colsum;
   double* colerr;
   int* flags;
@@ -320,10 +326,14 @@ __global__ void k_merge(MergeArgs A) {
   if (!ok) {
     atomicAdd(&A.counters[0], 1ull);
     atomicAdd(&A.counters[1], 1ull);
-  } else if (A.g_out) {
-    const double gn = (A.g_in[j] * A.inv + A.omega * (A.logc[j] - log(S))) * A.lam;
-    if (!isfinite(gn)) atomicMax(A.bad, 2);
-    A.g_out[j] = gn;
+  } else {
+    const double r = A.logc[j] - log(S);
+    A.resid[j] = r;
+    if (A.g_out) {
+      const double gn = (A.g_in[j] * A.inv + r) * A.lam;
+      if (!isfinite(gn)) atomicMax(A.bad, 2);
+      A.g_out[j] = gn;
+    }
   }
 }
 
@@ -362,8 +372,9 @@ __global__ void k_fb_merge(MergeArgs A, const double* pm, const double* ps, int6
   const double cs = exp(lse);
   A.colsum[j] = cs;
   A.colerr[j] = fabs(cs - A.col[j]);
+  A.resid[j] = A.logc[j] - lse;
   if (A.g_out) {
-    const double gn = (A.g_in[j] * A.inv + A.omega * (A.logc[j] - lse)) * A.lam;
+    const double gn = (A.g_in[j] * A.inv + A.resid[j]) * A.lam;
     if (!isfinite(gn)) atomicMax(A.bad, 2);
     A.g_out[j] = gn;
   }
@@ -380,6 +391,56 @@ __global__ void __launch_bounds__(1024) k_err_reduce(const double* colerr, int64
     out[0] = t / rsum;
     out[1] = double(*bad);
   }
+}
+
+// Σ_i v[i] in a fixed order (one block): the semi-dual's row change for Newton's line search.
+__global__ void __launch_bounds__(1024) k_sum(const double* v, int64_t n, double* out) {
+  __shared__ double red[32];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += 1024) s += v[i];
+  const double t = block_sum(s, red, 32);
+  if (threadIdx.x == 0) out[0] = t;
+}
+
+// Newton's Laplacian partials (k ≤ driver::kNewtonMaxK): per chunk of rows,
+// W_jq = Σ_i Y_ij Y_iq / r_i for j < q, with Y_ij = exp(a_i + α x_ij + h_j) from the updated f.
+constexpr int kHessThreads = 256;
+constexpr int kHessMaxK = 64;
+__global__ void __launch_bounds__(kHessThreads) k_hessian_partial(const float* x, int64_t ld, int64_t n, int64_t k,
+                                                                  double alpha, double inv, const double* g,
+                                                                  const double* f, const double* r,
+                                                                  int64_t rows_per_chunk, double* partial) {
+  __shared__ double y[kHessMaxK];
+  constexpr int kSlots = kHessMaxK * kHessMaxK / kHessThreads;
+  double acc[kSlots];
+#pragma unroll
+  for (int q = 0; q < kSlots; ++q) acc[q] = 0;
+  const int64_t i0 = int64_t(blockIdx.x) * rows_per_chunk, i1 = min(n, i0 + rows_per_chunk);
+  for (int64_t i = i0; i < i1; ++i) {
+    if (threadIdx.x < k) y[threadIdx.x] = exp(f[i] * inv + fma(alpha, double(x[i * ld + threadIdx.x]), g[threadIdx.x] * inv));
+    __syncthreads();
+    const double ri = r ? 1.0 / r[i] : 1.0;
+#pragma unroll
+    for (int q = 0; q < kSlots; ++q) {
+      const int p = int(threadIdx.x) + q * kHessThreads;
+      const int j = p / kHessMaxK, c = p % kHessMaxK;
+      if (j < c && c < k) acc[q] += y[j] * y[c] * ri;
+    }
+    __syncthreads();
+  }
+  double* out = partial + int64_t(blockIdx.x) * kHessMaxK * kHessMaxK;
+#pragma unroll
+  for (int q = 0; q < kSlots; ++q) out[int(threadIdx.x) + q * kHessThreads] = acc[q];
+}
+
+// Sums the chunk partials in chunk order into W (k×k, row-major).
+__global__ void k_hessian_merge(const double* partial, int64_t chunks, int64_t k, double* W) {
+  const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (p >= k * k) return;
+  const int64_t j = p / k, c = p % k;
+  double s = 0;
+  for (int64_t b = 0; b < chunks; ++b) s += partial[b * kHessMaxK * kHessMaxK + j * kHessMaxK + c];
+  W[p] = s;
 }
 
 // ---------------------------------------------------------------------------- row utilities
@@ -527,7 +588,7 @@ struct SkWork {
   int row_grid2 = 1;          // two-pass row kernel blocks
   int64_t chunks = 1;         // column-pass / fallback row chunks
   int64_t rows_per_chunk = 1;
-  DeviceBuffer<double> partial, partial2, colsum, colerr, fbm, fbs, scal;
+  DeviceBuffer<double> partial, colsum, colerr, fbm, fbs, scal;
   DeviceBuffer<int> flags, bad;
   DeviceBuffer<unsigned long long> counters;
   char path[48] = {0};
@@ -592,10 +653,9 @@ otlm_status sk_work_create(const SkProblem& pb, bool twopass, SkWork** out, otlm
     w->rows_per_chunk = ceil_div(n, chunks);
     w->chunks = ceil_div(n, w->rows_per_chunk);
   }
-  // the one-pass grid, or the column-pass chunks (two-pass path and over-relaxed check iterations)
+  // the one-pass grid, or the column-pass chunks (two-pass path)
   const int64_t G = std::max<int64_t>(w->chunks, twopass ? 1 : w->grid);
   OTLM_TRY(w->partial.alloc(size_t(G * k), "sinkhorn column partials", err));
-  OTLM_TRY(w->partial2.alloc(size_t(w->chunks * k), "sinkhorn plain-plan column partials", err));
   OTLM_TRY(w->colsum.alloc(size_t(k), "sinkhorn column sums", err));
   OTLM_TRY(w->colerr.alloc(size_t(k), "sinkhorn column errors", err));
   OTLM_TRY(w->fbm.alloc(size_t(w->chunks * k), "sinkhorn column fallback maxima", err));
@@ -612,106 +672,6 @@ otlm_status sk_work_create(const SkProblem& pb, bool twopass, SkWork** out, otlm
 void sk_work_destroy(SkWork* w) { delete w; }
 const char* sk_work_path(const SkWork* w) { return w->path; }
 const double* sk_colsum(const SkWork* w) { return w->colsum.ptr; }
-
-otlm_status sk_iterate(SkWork* w, cudaStream_t s, const SkStep& st, otlm_error* err) {
-  const SkProblem& pb = w->pb;
-  const double inv = 1.0 / st.lam, alpha = pb.logits ? inv : -inv;
-  RowArgs A;
-  A.x = pb.x;
-  A.ld = pb.ld;
-  A.n = pb.n;
-  A.k = pb.k;
-  A.alpha = alpha;
-  A.inv = inv;
-  A.lam = st.lam;
-  A.omega = st.omega;
-  A.g = st.g_in;
-  A.r = pb.r;
-  A.logr = pb.logr;
-  A.f_in = st.f_in ? st.f_in : st.f_out;
-  A.f_out = st.f_out;
-  A.f_plain = st.f_plain_out;
-  A.partial = w->partial.ptr;
-  A.rows_per_block = w->rows_per_block;
-  A.use_old = st.use_old ? 1 : 0;
-  A.fallbacks = w->counters.ptr + 1;
-  A.bad = w->bad.ptr;
-
-  const bool twopass = w->twopass || st.f_plain_out != nullptr;
-  int64_t G;
-  if (!twopass) {
-    OTLM_KERNEL(w->grid, w->cfg->gt * w->cfg->r, w->smem, s, w->cfg->fn)(A);
-    OTLM_LAUNCH("sinkhorn row pass (one-pass)");
-    G = w->grid;
-  } else {
-    int grid2 = w->twopass ? w->row_grid2 : int(std::min<int64_t>(pb.n, int64_t(w->dev.sm_count) * 8));
-    OTLM_KERNEL(grid2, kTwoPassThreads, 0, s, k_row_twopass)(A);
-    OTLM_LAUNCH("sinkhorn row pass (two-pass)");
-    G = w->chunks;
-  }
-  dim3 cgrid{unsigned(ceil_div(pb.ld / 4, 256)), unsigned(w->chunks)};
-  double* relaxed_partial = w->partial.ptr;
-  if (twopass) {
-    OTLM_KERNEL(cgrid, 256, 0, s, k_col_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_out,
-                                                 w->rows_per_chunk, w->partial.ptr);
-    OTLM_LAUNCH("sinkhorn column pass");
-  }
-  MergeArgs M;
-  M.G = G;
-  M.k = pb.k;
-  M.col = pb.col;
-  M.logc = pb.logc;
-  M.g_in = st.g_in;
-  M.lam = st.lam;
-  M.inv = inv;
-  M.omega = st.omega;
-  M.floor_rel = pb.floor_rel;
-  M.floor_abs = pb.floor_abs;
-  M.colsum = w->colsum.ptr;
-  M.colerr = w->colerr.ptr;
-  M.flags = w->flags.ptr;
-  M.counters = w->counters.ptr;
-  M.bad = w->bad.ptr;
-  const unsigned mgrid = unsigned(ceil_div(pb.k, 256));
-  // Plain-plan statistics first (over-relaxed check iterations), then the relaxed g update.
-  auto run_merge = [&](const double* partial, int64_t Gp, const double* f, double* g_out) -> otlm_status {
-    OTLM_CU(cudaMemsetAsync(w->counters.ptr, 0, sizeof(unsigned long long), s), "cudaMemsetAsync");
-    M.partial = partial;
-    M.G = Gp;
-    M.g_out = g_out;
-    OTLM_KERNEL(mgrid, 256, 0, s, k_merge)(M);
-    OTLM_LAUNCH("sinkhorn column merge");
-    dim3 fgrid{mgrid, unsigned(w->chunks)};
-    OTLM_KERNEL(fgrid, 256, 0, s, k_fb_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, f, w->flags.ptr,
-                                                w->counters.ptr, w->rows_per_chunk, w->fbm.ptr, w->fbs.ptr);
-    OTLM_LAUNCH("sinkhorn column fallback");
-    OTLM_KERNEL(mgrid, 256, 0, s, k_fb_merge)(M, w->fbm.ptr, w->fbs.ptr, w->chunks);
-    OTLM_LAUNCH("sinkhorn column fallback merge");
-    return OTLM_OK;
-  };
-  if (st.f_plain_out) {
-    // relaxed g update from the relaxed plan, then the reported statistics from the plain plan
-    if (st.update_g) OTLM_TRY(run_merge(relaxed_partial, G, st.f_out, st.g_out));
-    OTLM_KERNEL(cgrid, 256, 0, s, k_col_partial)(pb.x, pb.ld, pb.n, pb.k, alpha, inv, st.g_in, st.f_plain_out,
-                                                 w->rows_per_chunk, w->partial2.ptr);
-    OTLM_LAUNCH("sinkhorn column pass (plain plan)");
-    OTLM_TRY(run_merge(w->partial2.ptr, w->chunks, st.f_plain_out, nullptr));
-  } else {
-    OTLM_TRY(run_merge(relaxed_partial, G, st.f_out, st.update_g ? st.g_out : nullptr));
-  }
-  return OTLM_OK;
-}
-
-otlm_status sk_fetch_error(SkWork* w, cudaStream_t s, double* error, int* bad, otlm_error* err) {
-  OTLM_KERNEL(1, 1024, 0, s, k_err_reduce)(w->colerr.ptr, w->pb.k, w->pb.rsum, w->bad.ptr, w->scal.ptr);
-  OTLM_LAUNCH("sinkhorn error reduction");
-  double h[2];
-  OTLM_CU(cudaMemcpyAsync(h, w->scal.ptr, sizeof h, cudaMemcpyDeviceToHost, s), "cudaMemcpy (error)");
-  OTLM_CU(cudaStreamSynchronize(s), "sinkhorn iteration (stream synchronize)");
-  *error = h[0];
-  *bad = int(h[1]);
-  return OTLM_OK;
-}
 
 otlm_status sk_fallbacks(SkWork* w, cudaStream_t s, int64_t* out, otlm_error* err) {
   unsigned long long c[2] = {0, 0};
@@ -747,63 +707,244 @@ otlm_status find_nonfinite(cudaStream_t s, const float* x, int64_t ld, int64_t n
   return OTLM_OK;
 }
 
+// ---------------------------------------------------------------------------- driver passes
+otlm_status CudaSinkhornPasses::create(const SkProblem& pb, cudaStream_t s, std::unique_ptr<CudaSinkhornPasses>* out,
+                                       otlm_error* err) {
+  std::unique_ptr<CudaSinkhornPasses> p(new (std::nothrow) CudaSinkhornPasses());
+  if (!p) return fail(err, OTLM_ENOMEM, "cuda sinkhorn: out of host memory");
+  p->pb_ = pb;
+  p->s_ = s;
+  SkWork* w = nullptr;
+  OTLM_TRY(sk_work_create(pb, false, &w, err));
+  p->w_ = w;
+  OTLM_TRY(p->f_.alloc(size_t(pb.n), "f", err));
+  OTLM_TRY(p->ga_.alloc(size_t(pb.k), "g", err));
+  OTLM_TRY(p->gb_.alloc(size_t(pb.k), "g (next)", err));
+  OTLM_TRY(p->resid_.alloc(size_t(pb.k), "column residuals", err));
+  OTLM_TRY(p->scal_.alloc(4, "sinkhorn pass scalars", err));
+  p->gcur_ = p->ga_.ptr;
+  p->gnext_ = p->gb_.ptr;
+  *out = std::move(p);
+  return OTLM_OK;
+}
+
+CudaSinkhornPasses::~CudaSinkhornPasses() { sk_work_destroy(w_); }
+
+otlm_status CudaSinkhornPasses::cost_scale(double* scale, otlm_error* err) {
+  const SkWork* w = w_;
+  const int blocks =
+      int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(pb_.n, 8), int64_t(w->dev.sm_count) * 4)));
+  DeviceBuffer<double> part;
+  OTLM_TRY(part.alloc(size_t(blocks), "row ranges", err));
+  OTLM_KERNEL(blocks, 256, 0, s_, k_row_range)(pb_.x, pb_.ld, pb_.n, pb_.k, part.ptr);
+  OTLM_LAUNCH("row range");
+  std::vector<double> h(static_cast<size_t>(blocks));
+  OTLM_CU(cudaMemcpyAsync(h.data(), part.ptr, size_t(blocks) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy");
+  OTLM_CU(cudaStreamSynchronize(s_), "row range");
+  double tot = 0;
+  for (double v : h) tot += v;
+  *scale = tot / double(pb_.n);
+  return OTLM_OK;
+}
+
+// Column sums of the exact-row plan (from the partials), error terms, flags and residuals; the
+// plain g update into g_out when given. Exact column LSE for the flagged columns.
+otlm_status CudaSinkhornPasses::merge(double lambda, double* g_out, otlm_error* err) {
+  SkWork* w = w_;
+  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  MergeArgs M;
+  M.partial = w->partial.ptr;
+  M.G = partial_rows_;
+  M.k = pb_.k;
+  M.col = pb_.col;
+  M.logc = pb_.logc;
+  M.g_in = gcur_;
+  M.g_out = g_out;
+  M.lam = lambda;
+  M.inv = inv;
+  M.floor_rel = pb_.floor_rel;
+  M.floor_abs = pb_.floor_abs;
+  M.resid = resid_.ptr;
+  M.colsum = w->colsum.ptr;
+  M.colerr = w->colerr.ptr;
+  M.flags = w->flags.ptr;
+  M.counters = w->counters.ptr;
+  M.bad = w->bad.ptr;
+  const unsigned mgrid = unsigned(ceil_div(pb_.k, 256));
+  OTLM_CU(cudaMemsetAsync(w->counters.ptr, 0, sizeof(unsigned long long), s_), "cudaMemsetAsync");
+  OTLM_KERNEL(mgrid, 256, 0, s_, k_merge)(M);
+  OTLM_LAUNCH("sinkhorn column merge");
+  dim3 fgrid{mgrid, unsigned(w->chunks)};
+  OTLM_KERNEL(fgrid, 256, 0, s_, k_fb_partial)(pb_.x, pb_.ld, pb_.n, pb_.k, alpha, inv, gcur_, f_.ptr, w->flags.ptr,
+                                                w->counters.ptr, w->rows_per_chunk, w->fbm.ptr, w->fbs.ptr);
+  OTLM_LAUNCH("sinkhorn column fallback");
+  OTLM_KERNEL(mgrid, 256, 0, s_, k_fb_merge)(M, w->fbm.ptr, w->fbs.ptr, w->chunks);
+  OTLM_LAUNCH("sinkhorn column fallback merge");
+  return OTLM_OK;
+}
+
+// Newton's Laplacian W (k×k) of the plan at the current f and g, onto the host.
+otlm_status CudaSinkhornPasses::hessian(double lambda, double* W, otlm_error* err) {
+  const int64_t k = pb_.k;
+  if (k > kHessMaxK) return fail(err, OTLM_EINTERNAL, "cuda sinkhorn: Newton's Hessian needs k <= %d", kHessMaxK);
+  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  const int64_t chunks = std::min<int64_t>(256, std::max<int64_t>(1, ceil_div(pb_.n, 64)));
+  const int64_t rpc = ceil_div(pb_.n, chunks), nch = ceil_div(pb_.n, rpc);
+  if (hpart_.count < size_t(nch * kHessMaxK * kHessMaxK)) {
+    OTLM_TRY(hpart_.alloc(size_t(nch * kHessMaxK * kHessMaxK), "Newton Hessian partials", err));
+    OTLM_TRY(hess_.alloc(size_t(k * k), "Newton Hessian", err));
+  }
+  OTLM_KERNEL(unsigned(nch), kHessThreads, 0, s_, k_hessian_partial)(pb_.x, pb_.ld, pb_.n, k, alpha, inv, gcur_,
+                                                                     f_.ptr, pb_.r, rpc, hpart_.ptr);
+  OTLM_LAUNCH("Newton Hessian partials");
+  OTLM_KERNEL(unsigned(ceil_div(k * k, 256)), 256, 0, s_, k_hessian_merge)(hpart_.ptr, nch, k, hess_.ptr);
+  OTLM_LAUNCH("Newton Hessian merge");
+  OTLM_CU(cudaMemcpyAsync(W, hess_.ptr, size_t(k * k) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (Hessian)");
+  return OTLM_OK;
+}
+
+otlm_status CudaSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowStats* stats, otlm_error* err) {
+  SkWork* w = w_;
+  const double inv = 1.0 / rp.lambda, alpha = pb_.logits ? inv : -inv;
+  if (rp.want_dlse && !da_.ptr) OTLM_TRY(da_.alloc(size_t(pb_.n), "semi-dual row changes", err));
+  RowArgs A;
+  A.x = pb_.x;
+  A.ld = pb_.ld;
+  A.n = pb_.n;
+  A.k = pb_.k;
+  A.alpha = alpha;
+  A.inv = inv;
+  A.lam = rp.lambda;
+  A.g = gcur_;
+  A.r = pb_.r;
+  A.logr = pb_.logr;
+  A.f_in = f_.ptr;
+  A.f_out = f_.ptr;
+  A.da = rp.want_dlse ? da_.ptr : nullptr;
+  A.partial = w->partial.ptr;
+  A.rows_per_block = w->rows_per_block;
+  A.use_old = rp.fast ? 1 : 0;
+  A.fallbacks = w->counters.ptr + 1;
+  A.bad = w->bad.ptr;
+  if (!w->twopass) {
+    OTLM_KERNEL(w->grid, w->cfg->gt * w->cfg->r, w->smem, s_, w->cfg->fn)(A);
+    OTLM_LAUNCH("sinkhorn row pass (one-pass)");
+    partial_rows_ = w->grid;
+  } else {
+    OTLM_KERNEL(w->row_grid2, kTwoPassThreads, 0, s_, k_row_twopass)(A);
+    OTLM_LAUNCH("sinkhorn row pass (two-pass)");
+    dim3 cgrid{unsigned(ceil_div(pb_.ld / 4, 256)), unsigned(w->chunks)};
+    OTLM_KERNEL(cgrid, 256, 0, s_, k_col_partial)(pb_.x, pb_.ld, pb_.n, pb_.k, alpha, inv, gcur_, f_.ptr,
+                                                  w->rows_per_chunk, w->partial.ptr);
+    OTLM_LAUNCH("sinkhorn column pass");
+    partial_rows_ = w->chunks;
+  }
+  // The plain step is computed now (no extra launch later) and committed by plain_step().
+  next_ready_ = rp.plain_next;
+  OTLM_TRY(merge(rp.lambda, rp.plain_next ? gnext_ : nullptr, err));
+  const bool sync = rp.want_error || rp.want_dlse || rp.colsum || rp.hessian;
+  if (!sync) return OTLM_OK;
+  if (rp.hessian) OTLM_TRY(hessian(rp.lambda, rp.hessian, err));
+  if (rp.want_dlse) {
+    OTLM_KERNEL(1, 1024, 0, s_, k_sum)(da_.ptr, pb_.n, scal_.ptr + 2);
+    OTLM_LAUNCH("semi-dual row change");
+  }
+  OTLM_KERNEL(1, 1024, 0, s_, k_err_reduce)(w->colerr.ptr, pb_.k, pb_.rsum, w->bad.ptr, scal_.ptr);
+  OTLM_LAUNCH("sinkhorn error reduction");
+  double h[3] = {0, 0, 0};
+  OTLM_CU(cudaMemcpyAsync(h, scal_.ptr, sizeof h, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (error)");
+  if (rp.colsum)
+    OTLM_CU(cudaMemcpyAsync(rp.colsum, w->colsum.ptr, size_t(pb_.k) * 8, cudaMemcpyDeviceToHost, s_),
+            "cudaMemcpy (column sums)");
+  OTLM_CU(cudaStreamSynchronize(s_), "sinkhorn iteration (stream synchronize)");
+  OTLM_TRY(check_bad(int(h[1]), rp.iteration, rp.lambda, err));
+  stats->error = h[0];
+  stats->dlse = h[2];
+  return OTLM_OK;
+}
+
+// The device's non-finite flag: 1 = a row potential, 2 = a column potential (of a plain step).
+otlm_status CudaSinkhornPasses::check_bad(int bad, int iteration, double lambda, otlm_error* err) {
+  if (bad == 1)
+    return fail(err, OTLM_ENONFINITE, "sinkhorn: a row potential became non-finite by iteration %d (lambda %g)",
+                iteration, lambda);
+  if (bad == 2)
+    return fail(err, OTLM_ENONFINITE,
+                "sinkhorn: a column potential became non-finite by iteration %d (lambda %g)", iteration, lambda);
+  return OTLM_OK;
+}
+
+otlm_status CudaSinkhornPasses::residual(double, int, double* resid, otlm_error* err) {
+  OTLM_CU(cudaMemcpyAsync(resid, resid_.ptr, size_t(pb_.k) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (residual)");
+  OTLM_CU(cudaStreamSynchronize(s_), "sinkhorn residual (stream synchronize)");
+  return OTLM_OK;
+}
+
+otlm_status CudaSinkhornPasses::plain_step(double lambda, int, otlm_error* err) {
+  if (!next_ready_) OTLM_TRY(merge(lambda, gnext_, err));
+  next_ready_ = false;
+  std::swap(gcur_, gnext_);
+  return OTLM_OK;
+}
+
+otlm_status CudaSinkhornPasses::get_g(double* g, otlm_error* err) {
+  OTLM_CU(cudaMemcpyAsync(g, gcur_, size_t(pb_.k) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (g)");
+  OTLM_CU(cudaStreamSynchronize(s_), "cudaStreamSynchronize");
+  return OTLM_OK;
+}
+
+otlm_status CudaSinkhornPasses::set_g(const double* g, otlm_error* err) {
+  next_ready_ = false;
+  OTLM_CU(cudaMemcpyAsync(gcur_, g, size_t(pb_.k) * 8, cudaMemcpyHostToDevice, s_), "cudaMemcpy (g)");
+  OTLM_CU(cudaStreamSynchronize(s_), "cudaStreamSynchronize");
+  return OTLM_OK;
+}
+
+// Predictions (they read x), then the plan in place over pb.plan_out, then f (+ the row LSE of
+// logits) and g to the host.
+otlm_status CudaSinkhornPasses::finish(double lambda, const otlm_sinkhorn_buffers& io, otlm_error* err) {
+  const int64_t n = pb_.n, k = pb_.k;
+  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  const int rgrid = grid_for_rows(n, 8, w_->dev.sm_count);
+  DeviceBuffer<int32_t> pred;
+  if (io.predictions) {
+    OTLM_TRY(pred.alloc(size_t(n), "predictions", err));
+    OTLM_KERNEL(rgrid, 256, 0, s_, k_predict)(pb_.x, pb_.ld, n, k, alpha, inv, gcur_, pred.ptr);
+    OTLM_LAUNCH("predictions");
+    OTLM_CU(cudaMemcpyAsync(io.predictions, pred.ptr, size_t(n) * 4, cudaMemcpyDeviceToHost, s_),
+            "cudaMemcpy (predictions)");
+  }
+  if (io.plan) {
+    if (!pb_.plan_out) return fail(err, OTLM_EINTERNAL, "cuda sinkhorn: no plan buffer");
+    OTLM_KERNEL(rgrid, 256, 0, s_, k_plan)(pb_.plan_out, pb_.ld, n, k, alpha, inv, gcur_, f_.ptr);
+    OTLM_LAUNCH("plan");
+    OTLM_CU(cudaMemcpy2DAsync(io.plan, size_t(k) * 4, pb_.plan_out, size_t(pb_.ld) * 4, size_t(k) * 4, size_t(n),
+                              cudaMemcpyDeviceToHost, s_),
+            "cudaMemcpy2D (plan to the host)");
+  }
+  if (pb_.lse) {
+    OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s_, k_sub_vec)(f_.ptr, pb_.lse, n, 1.0);
+    OTLM_LAUNCH("potential shift");
+  }
+  OTLM_CU(cudaMemcpyAsync(io.f, f_.ptr, size_t(n) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (f)");
+  OTLM_CU(cudaMemcpyAsync(io.g, gcur_, size_t(k) * 8, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (g)");
+  int bad = 0;
+  OTLM_CU(cudaMemcpyAsync(&bad, w_->bad.ptr, sizeof bad, cudaMemcpyDeviceToHost, s_), "cudaMemcpy (flag)");
+  OTLM_CU(cudaStreamSynchronize(s_), "sinkhorn outputs (stream synchronize)");
+  return check_bad(bad, 0, lambda, err);
+}
+
+otlm_status CudaSinkhornPasses::fallbacks(int64_t* count, otlm_error* err) {
+  return sk_fallbacks(w_, s_, count, err);
+}
+
 // ---------------------------------------------------------------------------- the entry point
 namespace {
 
-// The CPU backend's adaptive over-relaxation rule (native/cpu/sinkhorn.cpp, struct Relax),
-// re-stated here so both backends take the same decisions from the same errors.
-struct Relax {
-  double omega_max, omega = 1;
-  bool active = false, settled = false;
-  std::vector<double> hist;
-  double ref_err = 0;
-  int64_t ref_it = 0;
-  int window;
-  Relax(double wmax, int check_every) : omega_max(wmax), window(std::max(check_every, 10)) {}
-  void on_plain_error(double err, int64_t it) {
-    if (omega_max <= 1 || settled) return;
-    hist.push_back(err);
-    const size_t w = 5;
-    if (hist.size() < 3 * w + 1) return;
-    size_t t = hist.size() - 1;
-    double e0 = hist[t - 2 * w], e1 = hist[t - w], e2 = hist[t];
-    if (!(e0 > 0 && e1 > 0 && e2 > 0)) return;
-    double r1 = std::pow(e1 / e0, 1.0 / w), r2 = std::pow(e2 / e1, 1.0 / w);
-    if (!(r1 < 1 && r2 < 1)) {
-      if (hist.size() > 200) settled = true;
-      return;
-    }
-    if (std::fabs(r2 - r1) > 0.02 * (1 - std::min(r1, r2)) + 1e-3 && hist.size() < 60) return;
-    double rho = std::max(r1, r2);
-    double w_opt = 2.0 / (1.0 + std::sqrt(1.0 - rho));
-    settled = true;
-    omega = std::min(omega_max, w_opt);
-    if (omega <= 1.02) {
-      omega = 1;
-      return;
-    }
-    active = true;
-    ref_err = err;
-    ref_it = it;
-  }
-  void on_check(double err, int64_t it) {
-    if (!active) return;
-    if (it - ref_it < window) return;
-    if (!(err < ref_err)) {
-      omega = 1 + (omega - 1) / 2;
-      if (omega <= 1.02) {
-        omega = 1;
-        active = false;
-      }
-    }
-    ref_err = err;
-    ref_it = it;
-  }
-};
-
+// The problem on the device: x (padded rows), marginals and their logs, the row LSE of logits,
+// and the warm-start potentials; then the shared driver runs over the CUDA passes.
 otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
                          otlm_sinkhorn_report* rep, otlm_error* err) {
-  const auto t0 = std::chrono::steady_clock::now();
   const int64_t n = p->n, k = p->k, ld = pad4(k);
   const bool logits = p->input_kind == OTLM_INPUT_LOGITS;
   if (n > int64_t(INT32_MAX) * 64 || ld > int64_t(INT32_MAX))
@@ -813,7 +954,7 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
   cudaStream_t s = stream.s;
 
   DeviceBuffer<float> x;
-  DeviceBuffer<double> r, logr, col, logc, f, g0, g1, fplain, lse, tmp;
+  DeviceBuffer<double> r, logr, col, logc, lse;
   OTLM_TRY(x.alloc(size_t(n) * size_t(ld), "the input matrix", err));
   OTLM_CU(cudaMemcpy2DAsync(x.ptr, size_t(ld) * 4, io->x, size_t(k) * 4, size_t(k) * 4, size_t(n),
                             cudaMemcpyHostToDevice, s),
@@ -826,42 +967,30 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
                   (long long)(bad / k), (long long)(bad % k));
   }
   double rsum = 0;
-  std::vector<double> hr;
   if (io->row_marginal) {
-    hr.assign(io->row_marginal, io->row_marginal + n);
-    for (double v : hr) rsum += v;
+    std::vector<double> hl(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      rsum += io->row_marginal[i];
+      hl[size_t(i)] = std::log(io->row_marginal[i]);
+    }
     OTLM_TRY(r.alloc(size_t(n), "row marginal", err));
     OTLM_TRY(logr.alloc(size_t(n), "log row marginal", err));
-    std::vector<double> hl(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) hl[size_t(i)] = std::log(hr[size_t(i)]);
-    OTLM_CU(cudaMemcpyAsync(r.ptr, hr.data(), size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (r)");
+    OTLM_CU(cudaMemcpyAsync(r.ptr, io->row_marginal, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (r)");
     OTLM_CU(cudaMemcpyAsync(logr.ptr, hl.data(), size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (log r)");
     OTLM_CU(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   } else {
     for (int64_t i = 0; i < n; ++i) rsum += 1.0;
   }
-  std::vector<double> hc(io->col_marginal, io->col_marginal + k), hlc(static_cast<size_t>(k));
-  for (int64_t j = 0; j < k; ++j) hlc[size_t(j)] = std::log(hc[size_t(j)]);
+  std::vector<double> hlc(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) hlc[size_t(j)] = std::log(io->col_marginal[j]);
   OTLM_TRY(col.alloc(size_t(k), "column marginal", err));
   OTLM_TRY(logc.alloc(size_t(k), "log column marginal", err));
-  OTLM_CU(cudaMemcpyAsync(col.ptr, hc.data(), size_t(k) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (c)");
+  OTLM_CU(cudaMemcpyAsync(col.ptr, io->col_marginal, size_t(k) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (c)");
   OTLM_CU(cudaMemcpyAsync(logc.ptr, hlc.data(), size_t(k) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (log c)");
-  OTLM_TRY(f.alloc(size_t(n), "f", err));
-  OTLM_TRY(g0.alloc(size_t(k), "g", err));
-  OTLM_TRY(g1.alloc(size_t(k), "g (next)", err));
   if (logits) {
     OTLM_TRY(lse.alloc(size_t(n), "row log-sum-exp", err));
     OTLM_TRY(row_logsumexp(s, x.ptr, ld, n, k, lse.ptr, false, nullptr, 0, err));
   }
-  if (p->warm_start) {
-    OTLM_CU(cudaMemcpyAsync(f.ptr, io->f, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (warm f)");
-    OTLM_CU(cudaMemcpyAsync(g0.ptr, io->g, size_t(k) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (warm g)");
-    if (logits) {
-      OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s, k_sub_vec)(f.ptr, lse.ptr, n, -1.0);
-      OTLM_LAUNCH("warm start shift");
-    }
-  }
-  if (p->overrelax > 1) OTLM_TRY(fplain.alloc(size_t(n), "f (plain)", err));
 
   SkProblem pb;
   pb.x = x.ptr;
@@ -874,131 +1003,19 @@ otlm_status run_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buff
   pb.rsum = rsum;
   pb.col = col.ptr;
   pb.logc = logc.ptr;
-  pb.floor_rel = 1e-30;
-  pb.floor_abs = 0;
-  SkWork* wraw = nullptr;
-  OTLM_TRY(sk_work_create(pb, false, &wraw, err));
-  struct WG {
-    SkWork* w;
-    ~WG() { sk_work_destroy(w); }
-  } wguard{wraw};
-  SkWork* w = wraw;
-
-  // ε-scaling start: λ0 = mean row range of x (as the CPU backend).
-  const double lambda = p->lambda;
-  double lambda0 = lambda;
-  if (p->eps_scaling > 0) {
-    DeviceInfo d;
-    OTLM_TRY(current_device_info(&d, err));
-    int blocks = int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, 8), int64_t(d.sm_count) * 4)));
-    OTLM_TRY(tmp.alloc(size_t(blocks), "row ranges", err));
-    OTLM_KERNEL(blocks, 256, 0, s, k_row_range)(x.ptr, ld, n, k, tmp.ptr);
-    OTLM_LAUNCH("row range");
-    std::vector<double> parts(static_cast<size_t>(blocks));
-    OTLM_CU(cudaMemcpyAsync(parts.data(), tmp.ptr, size_t(blocks) * 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy");
-    OTLM_CU(cudaStreamSynchronize(s), "row range");
-    double tot = 0;
-    for (double v : parts) tot += v;
-    double scale = tot / double(n);
-    if (std::isfinite(scale) && scale > lambda) lambda0 = scale;
-  }
-
-  Relax relax(p->overrelax, p->check_every);
-  int32_t trace_len = 0, it = 0;
-  double error = HUGE_VAL, lam_t = lambda;
-  bool converged = false, scaled_any = false, aborted = false;
-  double* gcur = g0.ptr;
-  double* gnext = g1.ptr;
-  for (it = 1; it <= p->max_iter; ++it) {
-    const bool first = it == 1;
-    lam_t = lambda0 > lambda ? std::max(lambda, lambda0 * std::pow(p->eps_scaling, double(it - 1))) : lambda;
-    const bool at_target = lam_t == lambda;
-    const double omega = (relax.active && at_target && !first) ? relax.omega : 1.0;
-    const bool last = it == p->max_iter;
-    const bool check = (it % p->check_every == 0) || last;
-    const bool need_plain = check && omega > 1;
-    const bool want_plain_err = p->overrelax > 1 && !relax.settled && at_target && omega == 1 && !first;
-    SkStep st;
-    st.lam = lam_t;
-    st.omega = omega;
-    st.g_in = gcur;
-    st.f_in = f.ptr;
-    st.f_out = f.ptr;
-    st.g_out = gnext;
-    st.f_plain_out = need_plain ? fplain.ptr : nullptr;
-    st.use_old = !first || p->warm_start;
-    st.update_g = !last;
-    st.iteration = it;
-    OTLM_TRY(sk_iterate(w, s, st, err));
-    if (!first || p->warm_start) scaled_any = true;
-    if (check || want_plain_err) {
-      int bad = 0;
-      OTLM_TRY(sk_fetch_error(w, s, &error, &bad, err));
-      if (bad == 1)
-        return fail(err, OTLM_ENONFINITE,
-                    "sinkhorn: a row potential became non-finite by iteration %d (lambda %g)", it, lam_t);
-      if (bad == 2)
-        return fail(err, OTLM_ENONFINITE,
-                    "sinkhorn: a column potential became non-finite by iteration %d (lambda %g)", it, lam_t);
-      if (std::isnan(error))
-        return fail(err, OTLM_ENONFINITE, "sinkhorn: column sums became NaN at iteration %d", it);
-      if (want_plain_err) relax.on_plain_error(error, it);
+  pb.lse = lse.ptr;
+  pb.plan_out = x.ptr;  // the plan is the last thing computed: it may overwrite x
+  std::unique_ptr<CudaSinkhornPasses> passes;
+  OTLM_TRY(CudaSinkhornPasses::create(pb, s, &passes, err));
+  if (p->warm_start) {
+    OTLM_CU(cudaMemcpyAsync(passes->f(), io->f, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpy (warm f)");
+    if (logits) {
+      OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s, k_sub_vec)(passes->f(), lse.ptr, n, -1.0);
+      OTLM_LAUNCH("warm start shift");
     }
-    if (check) {
-      if (io->error_trace && trace_len < io->error_trace_cap) io->error_trace[trace_len++] = error;
-      if (need_plain) relax.on_check(error, it);
-      if (at_target && error < p->tol) converged = true;
-      if (io->cancel && *io->cancel) aborted = true;
-    }
-    if (converged || last || aborted) {
-      if (need_plain)
-        OTLM_CU(cudaMemcpyAsync(f.ptr, fplain.ptr, size_t(n) * 8, cudaMemcpyDeviceToDevice, s), "cudaMemcpy (f)");
-      break;
-    }
-    std::swap(gcur, gnext);
+    OTLM_TRY(passes->set_g(io->g, err));
   }
-  if (it > p->max_iter) it = p->max_iter;
-
-  // outputs: predictions (needs x), then the plan in place over x
-  const double inv = 1.0 / lam_t, alpha = logits ? inv : -inv;
-  DeviceInfo d;
-  OTLM_TRY(current_device_info(&d, err));
-  const int rgrid = grid_for_rows(n, 8, d.sm_count);
-  DeviceBuffer<int32_t> pred;
-  if (io->predictions) {
-    OTLM_TRY(pred.alloc(size_t(n), "predictions", err));
-    OTLM_KERNEL(rgrid, 256, 0, s, k_predict)(x.ptr, ld, n, k, alpha, inv, gcur, pred.ptr);
-    OTLM_LAUNCH("predictions");
-    OTLM_CU(cudaMemcpyAsync(io->predictions, pred.ptr, size_t(n) * 4, cudaMemcpyDeviceToHost, s),
-            "cudaMemcpy (predictions)");
-  }
-  if (io->plan) {
-    OTLM_KERNEL(rgrid, 256, 0, s, k_plan)(x.ptr, ld, n, k, alpha, inv, gcur, f.ptr);
-    OTLM_LAUNCH("plan");
-    OTLM_CU(cudaMemcpy2DAsync(io->plan, size_t(k) * 4, x.ptr, size_t(ld) * 4, size_t(k) * 4, size_t(n),
-                              cudaMemcpyDeviceToHost, s),
-            "cudaMemcpy2D (plan to the host)");
-  }
-  if (logits) {
-    OTLM_KERNEL(unsigned(ceil_div(n, 256)), 256, 0, s, k_sub_vec)(f.ptr, lse.ptr, n, 1.0);
-    OTLM_LAUNCH("potential shift");
-  }
-  OTLM_CU(cudaMemcpyAsync(io->f, f.ptr, size_t(n) * 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (f)");
-  OTLM_CU(cudaMemcpyAsync(io->g, gcur, size_t(k) * 8, cudaMemcpyDeviceToHost, s), "cudaMemcpy (g)");
-  int64_t fallbacks = 0;
-  OTLM_TRY(sk_fallbacks(w, s, &fallbacks, err));  // synchronises the stream
-
-  if (rep) {
-    rep->iterations = it;
-    rep->error = error;
-    rep->converged = converged ? 1 : 0;
-    rep->mode = (scaled_any ? OTLM_MODE_SCALING : 0) | (fallbacks > 0 ? OTLM_MODE_LOG : 0);
-    rep->log_fallbacks = fallbacks;
-    rep->trace_len = trace_len;
-    rep->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  if (aborted) return fail(err, OTLM_EABORTED, "sinkhorn: cancelled after %d iterations", it);
-  return OTLM_OK;
+  return driver::solve(*p, *io, *passes, rep, err);
 }
 
 }  // namespace
