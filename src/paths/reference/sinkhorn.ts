@@ -1,7 +1,9 @@
 /**
  * The float64 reference Sinkhorn: plain loops, written to be read. It is the oracle of the tests
- * and the `backend: 'reference'` of the public API. Same conventions as the native engine
- * (native/core/include/otlm/otlm.h):
+ * and the `backend: 'reference'` of the public API. It implements the native driver's algorithm
+ * (docs/architecture.md, "Driver and passes"; native/core/src/driver.cpp): the same ε schedule,
+ * the same acceleration strategies (./acceleration.ts), the same stopping rule, so its iteration
+ * counts match the native backends'. Conventions (native/core/include/otlm/otlm.h):
  *
  *   min_Y ⟨M, Y⟩ + λ Σ_ij Y_ij log Y_ij   s.t.  Y 1 = r,  Yᵀ 1 = c     (Σr = Σc)
  *   Y_ij = exp((f_i + g_j − M_ij) / λ)
@@ -18,6 +20,8 @@
  * Input kind 'logits' means x holds logits Φ and the cost is M_ij = −log softmax(Φ_i)_j
  * = LSE_l(Φ_il) − Φ_ij (the paper's Algorithm 1), computed here in float64.
  */
+
+import { makeAcceleration } from './acceleration.js';
 
 export type InputKind = 'cost' | 'logits';
 
@@ -40,15 +44,16 @@ export interface ReferenceSinkhornInput {
   f0?: ArrayLike<number>;
   g0?: ArrayLike<number>;
   /**
-   * ε-scaling factor in (0, 1), 0 = off. Iteration t (1-based) runs with
-   * λ_t = max(λ, λ0 · factor^(t−1)) where λ0 = mean_i (max_j M_ij − min_j M_ij) (at least λ);
-   * the potentials carry over as λ_t shrinks. Convergence is only declared once λ_t = λ.
+   * ε-scaling factor in (0, 1), 0 = off. Stages λ_s = max(λ, λ0 · factor^s) with
+   * λ0 = mean_i (max_j M_ij − min_j M_ij) (when above λ); a stage ends when its column error is
+   * under max(tol, 1e-2) or after 50 iterations, and the potentials carry over. Convergence is
+   * only declared at λ.
    */
   epsScaling?: number;
   /**
-   * Over-relaxation ω in [1, 2): g ← (1 − ω) g + ω g_sinkhorn, a fixed ω on the g updates only, so
-   * that every f update stays exact and the rows of the plan keep summing to r. Default 1. (The
-   * native engine adapts ω up to this cap and relaxes both updates; the fixed point is the same.)
+   * Acceleration when > 1 (in [1, 2)): damped Newton steps on the semi-dual in g for 2 ≤ k ≤ 64,
+   * Anderson mixing of the g-updates with relaxation ω above. f updates stay plain, so the rows of
+   * the plan keep summing to r and every pass counts as an iteration. Default 1 (plain Sinkhorn).
    */
   overrelax?: number;
   /** Return the plan: true → a new Float64Array; or a Float32Array/Float64Array of n·k to fill. */
@@ -90,6 +95,35 @@ export function referenceCost(x: ArrayLike<number>, n: number, k: number, kind: 
   return m;
 }
 
+/** ε-scaling: a stage ends under this column error (or tol, if larger) or after STAGE_CAP iterations. */
+const STAGE_TOL = 1e-2;
+const STAGE_CAP = 50;
+
+/** Mean over rows of max_j M_ij − min_j M_ij: the ε schedule starts there. */
+function meanRowRange(M: Float64Array, n: number, k: number): number {
+  let range = 0;
+  for (let i = 0; i < n; i++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let j = 0; j < k; j++) {
+      lo = Math.min(lo, M[i * k + j]);
+      hi = Math.max(hi, M[i * k + j]);
+    }
+    range += hi - lo;
+  }
+  return range / n;
+}
+
+/** Newton's Laplacian partials of row i: W_jq += Y_ij Y_iq / r_i for j < q. */
+function addLaplacian(W: Float64Array, fi: number, g: Float64Array, M: Float64Array, o: number, k: number, lam: number, ri: number): void {
+  const y = Float64Array.from({ length: k }, (_, j) => Math.exp((fi + g[j] - M[o + j]) / lam));
+  for (let j = 0; j < k; j++) for (let q = j + 1; q < k; q++) W[j * k + q] += (y[j] * y[q]) / ri;
+}
+
+function nonFinite(message: string): Error {
+  return Object.assign(new Error(`sinkhorn: ${message}`), { code: 'OTLM_ENONFINITE' });
+}
+
 /** log Σ exp(v_t) over the values produced by `at(t)`, t < len, shifted by the maximum. */
 function logSumExp(len: number, at: (t: number) => number): number {
   let mx = -Infinity;
@@ -107,7 +141,6 @@ function logSumExp(len: number, at: (t: number) => number): number {
 export function* referenceSinkhornSteps(input: ReferenceSinkhornInput): Generator<number, ReferenceSinkhornResult> {
   const { n, k, lambda, maxIter, tol } = input;
   const checkEvery = input.checkEvery ?? 1;
-  const omega = input.overrelax ?? 1;
   const M = referenceCost(input.x, n, k, input.inputKind ?? 'cost');
   const r = new Float64Array(n).fill(1);
   if (input.rowMarginal) for (let i = 0; i < n; i++) r[i] = input.rowMarginal[i];
@@ -120,54 +153,80 @@ export function* referenceSinkhornSteps(input: ReferenceSinkhornInput): Generato
   if (input.f0) for (let i = 0; i < n; i++) f[i] = input.f0[i];
   if (input.g0) for (let j = 0; j < k; j++) g[j] = input.g0[j];
 
-  // ε-scaling starts at the mean row range of the cost (as the native engine does): at λ of
-  // that size the plan is nearly flat and Sinkhorn converges at once.
-  let lambda0 = lambda;
-  if (input.epsScaling) {
-    let range = 0;
-    for (let i = 0; i < n; i++) {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (let j = 0; j < k; j++) {
-        lo = Math.min(lo, M[i * k + j]);
-        hi = Math.max(hi, M[i * k + j]);
-      }
-      range += hi - lo;
-    }
-    lambda0 = Math.max(lambda, range / n);
-  }
+  const lambda0 = input.epsScaling ? Math.max(lambda, meanRowRange(M, n, k)) : lambda;
+  const stageLambda = (stage: number) => Math.max(lambda, lambda0 * (input.epsScaling ?? 0) ** stage);
+  const accel = makeAcceleration(input.overrelax ?? 1, k);
 
-  const s = new Float64Array(k); // s_j = LSE_i((f_i − M_ij)/λ_t), shared by the check and the g update
+  const s = new Float64Array(k); // s_j = LSE_i((f_i − M_ij)/λ_t): log colsum_j = g_j/λ_t + s_j
+  const colsum = new Float64Array(k);
+  const resid = new Float64Array(k);
+  const h = new Float64Array(k);
+  const hprev = new Float64Array(k);
   const trace: number[] = [];
   let error = NaN;
   let converged = false;
   let it = 0;
+  let stage = 0;
+  let stageIt = 0;
+  let lam = lambda0 > lambda ? stageLambda(0) : lambda;
+  let newStage = true;
   while (it < maxIter) {
     it++;
-    const lam = input.epsScaling ? Math.max(lambda, lambda0 * input.epsScaling ** (it - 1)) : lambda;
+    const first = it === 1;
+    const last = it === maxIter;
+    const atTarget = lam === lambda;
+    const comparable = !newStage;
+    if (newStage && accel) {
+      for (let j = 0; j < k; j++) h[j] = g[j] / lam;
+      accel.reset();
+    }
+    stageIt++;
+    const hessian = accel?.wantsHessian() ? new Float64Array(k * k) : undefined;
 
+    // Row pass: every f update is plain (rows of the plan exact), then the column sums of that plan.
+    let dlse = 0; // Σ_i r_i (a_old − a_new), a = f/λ: the semi-dual's row part changes by this
     for (let i = 0; i < n; i++) {
       const o = i * k;
+      const aOld = f[i] / lam;
       f[i] = lam * Math.log(r[i]) - lam * logSumExp(k, (j) => (g[j] - M[o + j]) / lam);
+      dlse += r[i] * (aOld - f[i] / lam);
+      if (hessian) addLaplacian(hessian, f[i], g, M, o, k, lam, r[i]);
     }
-    for (let j = 0; j < k; j++) s[j] = logSumExp(n, (i) => (f[i] - M[i * k + j]) / lam);
-
-    if (it % checkEvery === 0 || it === maxIter) {
-      // Column sums of the current plan: Σ_i exp((f_i + g_j − M_ij)/λ) = exp(g_j/λ + s_j).
-      let e = 0;
-      for (let j = 0; j < k; j++) e += Math.abs(Math.exp(g[j] / lam + s[j]) - c[j]);
-      error = e / mass;
+    let e = 0;
+    for (let j = 0; j < k; j++) {
+      s[j] = logSumExp(n, (i) => (f[i] - M[i * k + j]) / lam);
+      colsum[j] = Math.exp(g[j] / lam + s[j]);
+      e += Math.abs(colsum[j] - c[j]);
+    }
+    error = e / mass;
+    let dF = Infinity;
+    if (accel && comparable && !first) {
+      dF = dlse;
+      for (let j = 0; j < k; j++) dF -= c[j] * (h[j] - hprev[j]);
+    }
+    hprev.set(h);
+    if (it % checkEvery === 0 || last) {
       trace.push(error);
-      if (lam === lambda && error < tol) {
-        converged = true;
-        break;
+      if (atTarget && error < tol) converged = true;
+    }
+    if (converged || last) break;
+
+    // g step: plain, or the acceleration strategy's.
+    for (let j = 0; j < k; j++) resid[j] = Math.log(c[j]) - (g[j] / lam + s[j]);
+    if (!accel) {
+      for (let j = 0; j < k; j++) g[j] = lam * Math.log(c[j]) - lam * s[j];
+    } else {
+      accel.step({ resid, colsum, c, hessian, error, dF, iteration: it }, h);
+      for (let j = 0; j < k; j++) {
+        if (!Number.isFinite(h[j])) throw nonFinite(`column potential g[${j}] became non-finite at iteration ${it} (lambda ${lam})`);
+        g[j] = h[j] * lam;
       }
     }
-    if (it === maxIter) break;
-
-    for (let j = 0; j < k; j++) {
-      const gs = lam * Math.log(c[j]) - lam * s[j];
-      g[j] = omega === 1 ? gs : (1 - omega) * g[j] + omega * gs;
+    newStage = false;
+    if (!atTarget && (error < Math.max(tol, STAGE_TOL) || stageIt >= STAGE_CAP)) {
+      lam = stageLambda(++stage);
+      stageIt = 0;
+      newStage = true;
     }
     yield it;
   }
@@ -178,7 +237,7 @@ export function* referenceSinkhornSteps(input: ReferenceSinkhornInput): Generato
   if (input.plan) {
     const plan = typeof input.plan === 'boolean' ? new Float64Array(n * k) : input.plan;
     for (let i = 0; i < n; i++) {
-      for (let j = 0; j < k; j++) plan[i * k + j] = Math.exp((f[i] + g[j] - M[i * k + j]) / lambda);
+      for (let j = 0; j < k; j++) plan[i * k + j] = Math.exp((f[i] + g[j] - M[i * k + j]) / lam);
     }
     out.plan = plan;
   }
