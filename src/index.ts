@@ -1,6 +1,6 @@
 /**
  * otlm — optimal-transport post-hoc correction for long-tailed classifiers.
- * See README.md for the quickstart and DESIGN.md for the math.
+ * See README.md for the quickstart and docs/architecture.md for the math.
  */
 export type { Matrix, Backend, PriorInput } from './api/types.js';
 export { info } from './api/info.js';

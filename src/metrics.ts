@@ -1,5 +1,5 @@
 /**
- * The metrics long-tail papers report (DESIGN.md §1).
+ * The metrics long-tail papers report (docs/architecture.md).
  */
 import type { Matrix, PriorInput } from './api/types.js';
 import { checkLabels, checkMatrix, checkNumber, describe, normalizePrior } from './api/validate.js';

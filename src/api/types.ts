@@ -1,6 +1,6 @@
 /**
  * Shared public types. Matrices everywhere are `{ data, rows, cols }` with
- * row-major float32 data (the convention of DESIGN.md §4).
+ * row-major float32 data (the convention of docs/architecture.md).
  */
 
 /** A dense row-major matrix: element (i, j) is `data[i * cols + j]`. */

@@ -133,7 +133,7 @@ export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): P
  *
  *   probabilities_i = softmax((Φ_i + g) / λ),   prediction_i = argmax_j (Φ_ij + g_j)
  *
- * On the logits of the solve itself this reproduces its plan rows (DESIGN.md §1). Float64 math.
+ * On the logits of the solve itself this reproduces its plan rows (docs/architecture.md). Float64 math.
  *
  * @param opts.lambda the λ of the solve that produced g (default 1).
  */

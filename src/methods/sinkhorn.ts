@@ -37,7 +37,7 @@ export type SinkhornResult = SolveOutput;
 const KEYS = [...SOLVER_OPTION_KEYS, 'rowMarginal', 'colMarginal', 'targetPrior', 'plan', 'predictions'];
 
 /**
- * Entropic optimal transport by log-domain Sinkhorn (DESIGN.md §1):
+ * Entropic optimal transport by log-domain Sinkhorn (docs/architecture.md):
  *
  *   min_Y ⟨M, Y⟩ + λ Σ_ij Y_ij log Y_ij   s.t.  Y 1 = r,  Yᵀ 1 = c
  *   f_i = λ log r_i − λ LSE_j((g_j − M_ij)/λ),   g_j = λ log c_j − λ LSE_i((f_i − M_ij)/λ)

@@ -1,5 +1,5 @@
 /**
- * OTLM: optimal transport with a learnable cost matrix (paper §3.2, Eq. 12; DESIGN.md §1–2).
+ * OTLM: optimal transport with a learnable cost matrix (paper §3.2, Eq. 12; docs/architecture.md).
  *
  * On unlabeled validation logits Φ, learn W ∈ R^{K×K} (identity at start) with a fixed bias b:
  *

@@ -35,7 +35,7 @@ function softmaxRows(x: number[], k: number): number[] {
 const argmaxRows = (x: ArrayLike<number>, k: number): number[] =>
   Array.from({ length: x.length / k }, (_, i) => { let b = 0; for (let j = 1; j < k; j++) if (x[i * k + j]! > x[i * k + b]!) b = j; return b; });
 
-/** Log-domain Sinkhorn in float64 (DESIGN.md §1), the reference for `--method ot`. */
+/** Log-domain Sinkhorn in float64 (docs/architecture.md), the reference for `--method ot`. */
 function sinkhornRef(logits: number[], k: number, lambda: number, mu: number[], iters: number): number[] {
   const n = logits.length / k;
   const logZ = softmaxRows(logits, k).map(Math.log);

@@ -1,5 +1,5 @@
 /**
- * Float64 reference of the OTLM loss and its gradient (paper §3.2, Eq. 12; DESIGN.md §1).
+ * Float64 reference of the OTLM loss and its gradient (paper §3.2, Eq. 12; docs/architecture.md).
  * Written for reading, not speed: it is the oracle the native engine and the trainer are tested against.
  *
  *   A = Φ W + b                      (B×K; Φ the mini-batch of logits, W K×K, b an optional fixed bias)
