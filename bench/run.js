@@ -102,7 +102,7 @@ let nativeInfo = null;
 let nativeError = null;
 try {
   const ni = loadNative().info();
-  nativeInfo = { cpu: JSON.parse(ni.cpu), cuda: ni.cuda };
+  nativeInfo = { cpu: ni.cpu, cuda: ni.cuda };
 } catch (e) {
   nativeError = e.message;
 }

@@ -2,6 +2,9 @@
 // OTLM bindings live in bind_sinkhorn.cpp and bind_train.cpp.
 #include <napi.h>
 
+#include <algorithm>
+#include <string>
+
 #include "args.h"
 #include "cuda_loader.h"
 #include "worker.h"
@@ -28,11 +31,59 @@ const otlm_backend* backend_arg(Napi::Object o) {
                           (v.IsString() ? "'" + name + "'" : describe(v)));
 }
 
-static Napi::Value backend_json(Napi::Env env, const otlm_backend* b) {
-  char buf[8192];
+// ---- info(): otlm_backend_info -> JS objects, field by field (typed in src/native/binding.ts)
+
+// "13.0" from cudaDriverGetVersion's 13000; null when 0 (nothing answered).
+static Napi::Value cuda_version(Napi::Env env, int32_t v) {
+  if (v <= 0) return env.Null();
+  return Napi::String::New(env, std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10));
+}
+
+// A fixed-size char array that may lack its NUL (a foreign library): never read past it.
+template <size_t N> static Napi::String str(Napi::Env env, const char (&s)[N]) {
+  size_t n = 0;
+  while (n < N && s[n]) ++n;
+  return Napi::String::New(env, s, n);
+}
+
+static Napi::Object cpu_info(Napi::Env env) {
+  otlm_backend_info i{};
   otlm_error err{};
-  if (b->info_json(buf, sizeof buf, &err) != OTLM_OK) return Napi::String::New(env, "{}");
-  return Napi::String::New(env, buf);
+  if (otlm_cpu_backend()->info(&i, &err) != OTLM_OK)
+    throw Napi::Error::New(env, std::string("otlm: the CPU backend's info failed: ") + err.message);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", str(env, i.simd));
+  o.Set("threads", Napi::Number::New(env, i.threads));
+  o.Set("gemm", str(env, i.gemm));
+  o.Set("compiler", str(env, i.compiler));
+  return o;
+}
+
+static Napi::Object cuda_info(Napi::Env env, const otlm_backend_info& i) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("driverVersion", cuda_version(env, i.driver_version));
+  o.Set("runtimeVersion", cuda_version(env, i.runtime_version));
+  o.Set("emulated", Napi::Boolean::New(env, i.emulated != 0));
+  o.Set("device", i.device >= 0 ? Napi::Value(Napi::Number::New(env, i.device)) : env.Null());
+  o.Set("gemm", str(env, i.gemm));
+  o.Set("arch", str(env, i.arch));
+  o.Set("compiler", str(env, i.compiler));
+  o.Set("deviceCount", Napi::Number::New(env, i.device_count));
+  const int32_t n = std::max(0, std::min<int32_t>(i.device_count, OTLM_INFO_MAX_DEVICES));
+  Napi::Array devices = Napi::Array::New(env, size_t(n));
+  for (int32_t d = 0; d < n; ++d) {
+    const otlm_device_info& di = i.devices[d];
+    Napi::Object od = Napi::Object::New(env);
+    od.Set("index", Napi::Number::New(env, di.index));
+    od.Set("name", str(env, di.name));
+    od.Set("memoryBytes", Napi::Number::New(env, double(di.total_memory_bytes)));
+    od.Set("computeCapability", Napi::String::New(env, std::to_string(di.cc_major) + "." + std::to_string(di.cc_minor)));
+    od.Set("smCount", Napi::Number::New(env, di.sm_count));
+    od.Set("tf32", Napi::Boolean::New(env, di.tf32 != 0));
+    devices.Set(uint32_t(d), od);
+  }
+  o.Set("devices", devices);
+  return o;
 }
 
 static Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -40,14 +91,20 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("abi", Napi::Number::New(env, OTLM_ABI_VERSION));
   out.Set("napi", Napi::Number::New(env, NAPI_VERSION));
-  out.Set("cpu", backend_json(env, otlm_cpu_backend()));
+  out.Set("cpu", cpu_info(env));
   const CudaState& st = cuda_state();
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("path", st.path);
   cuda.Set("built", st.file_found);
   cuda.Set("usable", st.backend != nullptr);
   cuda.Set("reason", st.reason);
-  cuda.Set("info", st.backend ? backend_json(env, st.backend) : env.Null());
+  // A usable backend describes itself (its table's info copies the probe's findings, cheaply);
+  // otherwise what the entry point's probe found before it refused, if it ran.
+  otlm_backend_info ci{};
+  otlm_error err{};
+  if (st.backend && st.backend->info(&ci, &err) == OTLM_OK) cuda.Set("info", cuda_info(env, ci));
+  else if (st.has_info) cuda.Set("info", cuda_info(env, st.info));
+  else cuda.Set("info", env.Null());
   out.Set("cuda", cuda);
   return out;
 }

@@ -40,11 +40,16 @@ CudaState load() {
   }
   auto entry = reinterpret_cast<otlm_cuda_backend_fn>(dlsym(h, OTLM_CUDA_ENTRY));
   if (!entry) {
-    st.reason = st.path + " has no symbol " OTLM_CUDA_ENTRY " (stale or foreign library)";
+    if (dlsym(h, OTLM_CUDA_ENTRY_V1))
+      st.reason = st.path + " is a CUDA backend of an older ABI (it exports " OTLM_CUDA_ENTRY_V1 ", this addon needs " +
+                  OTLM_CUDA_ENTRY "): rebuild it (npm run build:native)";
+    else
+      st.reason = st.path + " has no symbol " OTLM_CUDA_ENTRY " (stale or foreign library)";
     return st;  // keep the handle: unloading CUDA libraries is unsafe
   }
   otlm_error err{};
-  const otlm_backend* b = entry(&err);
+  const otlm_backend* b = entry(&st.info, &err);
+  st.has_info = true;
   if (!b) {
     st.reason = err.message[0] ? err.message : "CUDA backend reported no usable device";
     return st;

@@ -12,6 +12,10 @@ struct CudaState {
   bool file_found = false;
   const otlm_backend* backend = nullptr;  // non-null when usable
   std::string reason;     // why backend is null
+  // What the library's entry point found (driver, runtime, devices), usable or not;
+  // valid when has_info (the entry point ran).
+  bool has_info = false;
+  otlm_backend_info info{};
 };
 
 const CudaState& cuda_state();

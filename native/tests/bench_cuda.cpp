@@ -308,18 +308,21 @@ int main() {
   }
   auto entry = reinterpret_cast<otlm_cuda_backend_fn>(dlsym(h, OTLM_CUDA_ENTRY));
   otlm_error err{};
-  GPU = entry ? entry(&err) : nullptr;
+  GPU = entry ? entry(nullptr, &err) : nullptr;
   if (!GPU) {
     std::printf("SKIP: CUDA backend unavailable: %s\n", entry ? err.message : "entry point missing");
     return 0;
   }
   CPU = otlm_cpu_backend();
-  char info[4096] = {0};
-  GPU->info_json(info, sizeof info, &err);
-  std::printf("cuda: %s\n", info);
-  char cinfo[1024] = {0};
-  CPU->info_json(cinfo, sizeof cinfo, &err);
-  std::printf("cpu:  %s\n", cinfo);
+  otlm_backend_info gi{}, ci{};
+  GPU->info(&gi, &err);
+  CPU->info(&ci, &err);
+  const otlm_device_info* dev = gi.device >= 0 && gi.device < OTLM_INFO_MAX_DEVICES ? &gi.devices[gi.device] : nullptr;
+  std::printf("cuda: %s, %.1f GiB, sm_%d%d, %d SMs; driver %d.%d, runtime %d.%d, gemm %s%s\n", dev ? dev->name : "?",
+              dev ? double(dev->total_memory_bytes) / 1073741824.0 : 0.0, dev ? dev->cc_major : 0, dev ? dev->cc_minor : 0,
+              dev ? dev->sm_count : 0, gi.driver_version / 1000, (gi.driver_version % 1000) / 10, gi.runtime_version / 1000,
+              (gi.runtime_version % 1000) / 10, gi.gemm, gi.emulated ? " (EMULATED on the CPU)" : "");
+  std::printf("cpu:  SIMD %s, %d threads, gemm %s, %s\n", ci.simd, ci.threads, ci.gemm, ci.compiler);
 
   double bw = NAN;
 #ifdef OTLM_BENCH_CUDART

@@ -147,9 +147,12 @@ int main(int argc, char** argv) {
     else { std::fprintf(stderr, "usage: %s [--n N] [--k K] [--repeats R] [--counts-n N] [--counts-k K] [--npy logits.npy] [--count-cap N] [--json]\n", argv[0]); return 2; }
   }
   const int threads = otlm::cpu::default_threads();
-  char info[512];
   otlm_error err{};
-  otlm_cpu_backend()->info_json(info, sizeof info, &err);
+  otlm_backend_info bi{};
+  otlm_cpu_backend()->info(&bi, &err);
+  char info[512];  // the same JSON object as before, for bench/run.js
+  std::snprintf(info, sizeof info, "{\"simd\":\"%s\",\"threads\":%d,\"gemm\":\"%s\",\"compiler\":\"%s\"}",
+                bi.simd, bi.threads, bi.gemm, bi.compiler);
 
   std::vector<float> x = lt_logits(n, k, 42);
   std::vector<double> c(static_cast<size_t>(k), double(n) / double(k)), f(static_cast<size_t>(n)),

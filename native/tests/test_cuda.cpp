@@ -551,15 +551,24 @@ int main() {
     return 1;
   }
   otlm_error err{};
-  GPU = entry(&err);
+  GPU = entry(nullptr, &err);
   if (!GPU) {
     std::printf("SKIP: CUDA backend unavailable: %s\n", err.message);
     return 77;
   }
   CPU = otlm_cpu_backend();
-  char info[4096];
-  if (GPU->info_json(info, sizeof info, &err) == OTLM_OK) std::printf("cuda info: %s\n", info);
-  else std::printf("FAIL: info_json: %s\n", err.message), ++g_fail;
+  otlm_backend_info info{};
+  if (GPU->info(&info, &err) == OTLM_OK) {
+    const otlm_device_info& d = info.devices[info.device >= 0 && info.device < OTLM_INFO_MAX_DEVICES ? info.device : 0];
+    std::printf("cuda device %d: %s, %.1f GiB, sm_%d%d, %d SMs, tf32 %d; driver %d, runtime %d%s\n", info.device, d.name,
+                double(d.total_memory_bytes) / 1073741824.0, d.cc_major, d.cc_minor, d.sm_count, d.tf32,
+                info.driver_version, info.runtime_version, info.emulated ? " (emulated)" : "");
+    CHECK(info.device >= 0 && info.device < info.device_count && d.total_memory_bytes > 0 && d.name[0] &&
+              d.cc_major * 10 + d.cc_minor >= 75 && info.driver_version > 0,
+          "the info of a usable CUDA backend names its device");
+  } else {
+    std::printf("FAIL: info: %s\n", err.message), ++g_fail;
+  }
   CHECK(GPU->abi_version == OTLM_ABI_VERSION && std::strcmp(GPU->name, "cuda") == 0, "backend table header");
   uint64_t seed = std::random_device{}();
   if (const char* s = std::getenv("OTLM_TEST_SEED")) seed = std::strtoull(s, nullptr, 10);

@@ -45,24 +45,42 @@ export function evalJson(ev: EvalOutput): Record<string, unknown> {
   };
 }
 
-/** `otlm info` for people. */
+/** `otlm info` for people: every value printed is known (no NaN / undefined). */
 export function infoText(i: OtlmInfo): string {
   const L: string[] = [];
   const kv = (k: string, v: string) => L.push(`${k.padEnd(14)}${v}`);
+  const c = i.cuda;
   kv('otlm', `${i.version} (node ${i.node}, ${i.platform})`);
-  kv('backends', `${i.backends.join(', ')}  (auto → ${i.active})`);
-  if (i.native.loaded) kv('native addon', `${i.native.path ?? '?'} [${i.native.source ?? '?'}]`);
+  kv('backends', `${i.backends.join(', ')}  (auto → ${i.active}${i.active === 'cuda' && c.emulated ? ', EMULATED on the CPU' : ''})`);
+  if (i.native.loaded) kv('native addon', `${i.native.path ?? '(path unknown)'} [${i.native.source ?? 'unknown source'}]`);
   else kv('native addon', `not loaded: ${i.native.reason ?? 'unknown reason'}`);
   if (i.cpu) {
     kv('CPU', `SIMD ${i.cpu.simd}, ${i.cpu.threads} thread${i.cpu.threads === 1 ? '' : 's'}`);
     kv('GEMM', i.cpu.gemm);
     kv('compiler', i.cpu.compiler);
   }
-  const c = i.cuda;
-  kv('CUDA', `compiled: ${c.compiled ? 'yes' : 'no'}, driver: ${c.driver ? 'yes' : 'no'}, usable: ${c.usable ? 'yes' : 'no'}`);
+  kv('CUDA', `compiled: ${c.compiled ? 'yes' : 'no'}, driver: ${c.driver ? 'yes' : 'no'}, usable: ${c.usable ? 'yes' : 'no'}` +
+    (c.emulated ? ' — EMULATED: the otlm CUDA emulator runs on the CPU, not a GPU' : ''));
   if (c.library) kv('', `library ${c.library}`);
-  if (c.driverVersion || c.runtimeVersion) kv('', `driver ${c.driverVersion ?? '?'}, runtime ${c.runtimeVersion ?? '?'}`);
-  for (const d of c.devices) kv('', `device: ${d.name}, ${(d.memoryBytes / 2 ** 30).toFixed(1)} GiB, sm_${String(d.computeCapability).replace('.', '')}`);
+  const versions: string[] = [];
+  if (c.driverVersion) versions.push(`driver ${c.driverVersion}`);
+  if (c.runtimeVersion) versions.push(`runtime ${c.runtimeVersion}`);
+  if (c.arch && !c.emulated) versions.push(`code for ${c.arch}`);
+  if (c.gemm) versions.push(`GEMM ${c.gemm}`);
+  if (versions.length) kv('', versions.join(', '));
+  for (const d of c.devices) {
+    const use = d.index === c.device ? (c.usable ? '  [in use]' : '  [refused]') : '';
+    kv('', `device ${d.index}: ${d.name}, ${gib(d.memoryBytes)}, sm_${d.computeCapability.replace('.', '')}, ` +
+      `${d.smCount} SMs${d.tf32 ? ', TF32' : ''}${use}`);
+  }
+  if (c.deviceCount !== undefined && c.deviceCount > c.devices.length) kv('', `(${c.deviceCount - c.devices.length} more devices not listed)`);
   if (c.reason) kv('', `not used: ${c.reason}`);
+  const t = i.tfjs;
+  kv('tfjs', t.available ? `@tensorflow/tfjs: yes, wasm backend: ${t.wasm ? 'yes' : 'no'}` : 'not available');
+  if (t.reason) kv('', t.reason);
   return L.join('\n') + '\n';
+}
+
+function gib(bytes: number): string {
+  return Number.isFinite(bytes) ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : 'memory unknown';
 }

@@ -2,12 +2,74 @@
 
 export type NativeBackendName = 'cpu' | 'cuda';
 
+/*
+ * info(): the addon converts each backend's otlm_backend_info (native/core/include/otlm/otlm.h)
+ * into these objects field by field. They are the one TypeScript definition of those fields:
+ * the public info() (src/api/info.ts) hands them on as they are.
+ */
+
+/** The CPU backend (otlm_backend_info's CPU fields). */
+export interface NativeCpuInfo {
+  /** Kernels selected at run time for this CPU. */
+  simd: 'avx512' | 'avx2-fma' | 'baseline';
+  /** Default worker threads. */
+  threads: number;
+  /** GEMM provider: 'openblas-static' | 'openblas' | 'builtin'. */
+  gemm: string;
+  /** Compiler that built the engine, e.g. 'gcc 12.2.0'. */
+  compiler: string;
+}
+
+/** One CUDA device (otlm_device_info). */
+export interface NativeCudaDevice {
+  /** Device ordinal (what OTLM_CUDA_DEVICE selects). */
+  index: number;
+  name: string;
+  /** Total device memory in bytes. */
+  memoryBytes: number;
+  /** Compute capability 'major.minor', e.g. '9.0' (sm_90). */
+  computeCapability: string;
+  /** Streaming multiprocessors. */
+  smCount: number;
+  /** TF32 tensor cores (compute capability >= 8.0). */
+  tf32: boolean;
+}
+
+/** What the CUDA library's probe found (otlm_backend_info's CUDA fields), usable or not. */
+export interface NativeCudaInfo {
+  /** CUDA driver version, e.g. '13.0'; null when no driver answered. */
+  driverVersion: string | null;
+  /** CUDA runtime version the library was built with, e.g. '13.0'. */
+  runtimeVersion: string | null;
+  /** The CUDA API is emulated on the CPU (a library built with OTLM_CUDA_EMU=1), not a GPU. */
+  emulated: boolean;
+  /** The device the backend runs on (or refused); null when the probe stopped before choosing one. */
+  device: number | null;
+  /** GEMM used: 'otlm-fp32', or 'otlm-tf32' with OTLM_CUDA_TF32=1. */
+  gemm: string;
+  /** Virtual architectures compiled in, e.g. 'compute_90'. */
+  arch: string;
+  compiler: string;
+  /** Devices present (devices lists at most 16). */
+  deviceCount: number;
+  devices: NativeCudaDevice[];
+}
+
 export interface NativeInfo {
   abi: number;
   napi: number;
-  /** JSON text: { simd, threads, gemm, compiler } */
-  cpu: string;
-  cuda: { path: string; built: boolean; usable: boolean; reason: string; info: string | null };
+  cpu: NativeCpuInfo;
+  cuda: {
+    /** The library file tried (OTLM_CUDA_LIB, else libotlm_cuda.so beside the addon). */
+    path: string;
+    /** That file exists. */
+    built: boolean;
+    usable: boolean;
+    /** Why it is not usable ('' when it is). */
+    reason: string;
+    /** null when the library could not be loaded or lacks the entry point. */
+    info: NativeCudaInfo | null;
+  };
 }
 
 export interface NativeSinkhornArgs {

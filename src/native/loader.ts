@@ -8,7 +8,7 @@ import { packageRoot } from './package-root.js';
 const require = createRequire(import.meta.url);
 
 /** OTLM_ABI_VERSION of native/core/include/otlm/otlm.h this code was written for. */
-const NATIVE_ABI = 1;
+const NATIVE_ABI = 2;
 
 export interface LoadOptions {
   /** Load this exact .node file (for bundlers); also read from OTLM_NATIVE_PATH. */

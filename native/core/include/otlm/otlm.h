@@ -18,7 +18,8 @@
 extern "C" {
 #endif
 
-#define OTLM_ABI_VERSION 1
+/* 2: typed otlm_backend_info replaces info_json; CUDA entry otlm_cuda_backend_v2 fills it. */
+#define OTLM_ABI_VERSION 2
 
 typedef enum otlm_status {
   OTLM_OK = 0,
@@ -126,13 +127,49 @@ typedef struct otlm_step_report {
 
 typedef struct otlm_trainer otlm_trainer;
 
+/* ------------------------------------------------------------------- info --
+ * What a backend runs on: ONE struct for every backend, filled by its `info` entry (and, for
+ * CUDA, by the library's entry point even when the device is not usable, as far as the probe
+ * got). Fields that do not apply to a backend stay zero / empty. Strings are NUL-terminated
+ * (truncated to their arrays). The addon turns this struct into the JS object of info()
+ * field by field (src/native/binding.ts types it).
+ */
+#define OTLM_INFO_MAX_DEVICES 16
+
+typedef struct otlm_device_info {
+  int32_t index;                /* CUDA device ordinal */
+  char name[256];
+  uint64_t total_memory_bytes;
+  int32_t cc_major, cc_minor;   /* compute capability */
+  int32_t sm_count;             /* streaming multiprocessors */
+  int32_t tf32;                 /* 1: TF32 tensor cores (compute capability >= 8.0) */
+} otlm_device_info;
+
+typedef struct otlm_backend_info {
+  /* ---- both */
+  char gemm[32];                /* CPU: "openblas-static" | "openblas" | "builtin"; CUDA: "otlm-fp32" | "otlm-tf32" */
+  char compiler[128];           /* what compiled the backend */
+  /* ---- CPU */
+  char simd[16];                /* "avx512" | "avx2-fma" | "baseline" (kernels selected at run time) */
+  int32_t threads;              /* default worker threads */
+  /* ---- CUDA */
+  int32_t driver_version;       /* as cudaDriverGetVersion: 1000*major + 10*minor; 0: no driver answered */
+  int32_t runtime_version;      /* as cudaRuntimeGetVersion; 0: unknown */
+  int32_t emulated;             /* 1: the CUDA API is emulated on the CPU (library built with OTLM_CUDA_EMU=1) */
+  int32_t device;               /* ordinal the backend runs on, or refused (OTLM_CUDA_DEVICE); -1: none chosen */
+  char arch[160];               /* virtual architectures compiled in, e.g. "compute_75,compute_80,compute_90" */
+  int32_t device_count;         /* devices present; devices[] holds the first OTLM_INFO_MAX_DEVICES */
+  otlm_device_info devices[OTLM_INFO_MAX_DEVICES];
+} otlm_backend_info;
+
 /* ---------------------------------------------------------------- backend -- */
 typedef struct otlm_backend {
   int32_t abi_version;          /* OTLM_ABI_VERSION */
   const char* name;             /* "cpu" | "cuda" */
 
-  /* JSON object describing the backend (ISA, threads, GEMM provider, devices, ...). */
-  otlm_status (*info_json)(char* out, size_t cap, otlm_error* err);
+  /* Describes the backend (SIMD, threads, GEMM provider; driver, runtime, devices). Zeroes
+   * *out first. */
+  otlm_status (*info)(otlm_backend_info* out, otlm_error* err);
 
   otlm_status (*sinkhorn)(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
                           otlm_sinkhorn_report* rep, otlm_error* err);
@@ -162,9 +199,14 @@ typedef struct otlm_backend {
 const otlm_backend* otlm_cpu_backend(void);
 
 /* Exported by the CUDA shared library (libotlm_cuda.so). Returns NULL and fills
- * err when no usable driver/device is present; the caller then keeps the CPU. */
-typedef const otlm_backend* (*otlm_cuda_backend_fn)(otlm_error* err);
-#define OTLM_CUDA_ENTRY "otlm_cuda_backend_v1"
+ * err when no usable driver/device is present; the caller then keeps the CPU.
+ * `info` (may be NULL) is filled either way with what the probe found (driver and
+ * runtime versions, devices), so a caller can show the device it refused and why.
+ * The symbol carries the ABI version: a library built for another ABI lacks it. */
+typedef const otlm_backend* (*otlm_cuda_backend_fn)(otlm_backend_info* info, otlm_error* err);
+#define OTLM_CUDA_ENTRY "otlm_cuda_backend_v2"
+/* The entry of ABI 1 libraries (info_json): only looked up to explain a stale library. */
+#define OTLM_CUDA_ENTRY_V1 "otlm_cuda_backend_v1"
 
 #ifdef __cplusplus
 }
