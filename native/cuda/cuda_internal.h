@@ -102,7 +102,7 @@ int gemm_tiles_n(int64_t n);
 otlm_status gemm_launch(cudaStream_t s, bool trans_a, int64_t m, int64_t n, int64_t kk, const float* a,
                         int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
                         float2* lse_partials, bool tf32, otlm_error* err);
-// OTLM_CUDA_TF32=1 in the environment.
+// OTLM_CUDA_TF32=1 in the environment and a current device of compute capability 8.0 or newer.
 bool tf32_requested();
 
 // ------------------------------------------------------------------ entry points --

@@ -8,12 +8,12 @@
 // row-wise (max, Σ exp) pair of its 128-column tile, so that log_softmax(Φ_B W + b) needs no
 // extra pass over B×K to find the row max/sum (k_row_lse merges the tile pairs).
 //
-// TF32 path (opt-in, OTLM_CUDA_TF32=1): tensor cores via wmma m16n16k8 (TF32 inputs, FP32
-// accumulation), 128×128 tile, k-step 16, 8 warps of 64×32. Error: each input is rounded to a
-// 10-bit mantissa (relative 2^-11 ≈ 4.9e-4), so |C_tf32 - C| ≲ 1e-3 · Σ_k |a_ik b_kj| in the
-// worst case and ~5e-4·sqrt(kk)-scaled random error typically — about 1e-4..1e-3 relative on the
-// OTLM shapes, versus ~1e-6 for the FP32 path. The OTLM gradient tolerates it; the CUDA-vs-CPU
-// tests run the FP32 path.
+// TF32 path (opt-in, OTLM_CUDA_TF32=1, used on compute capability ≥ 8.0 only): tensor cores via
+// wmma m16n16k8 (TF32 inputs, FP32 accumulation), 128×128 tile, k-step 16, 8 warps of 64×32.
+// Error: each input is rounded to a 10-bit mantissa (relative 2^-11 ≈ 4.9e-4), so
+// |C_tf32 - C| ≲ 1e-3 · Σ_k |a_ik b_kj| in the worst case and ~5e-4·sqrt(kk)-scaled random error
+// typically — about 1e-4..1e-3 relative on the OTLM shapes, versus ~1e-6 for the FP32 path. The
+// OTLM gradient tolerates it; the CUDA-vs-CPU tests run the FP32 path.
 #include <mma.h>
 
 #include <algorithm>
@@ -153,13 +153,17 @@ __global__ void __launch_bounds__(256, 2) k_sgemm(int64_t M, int64_t N, int64_t 
 }
 
 // ------------------------------------------------------------------------------ TF32 (wmma)
-constexpr int TBK = 16, TLDA_NN = TBK + 4, TLD = 128 + 4;
+[[maybe_unused]] constexpr int TBK = 16, TLDA_NN = TBK + 4, TLD = 128 + 4;
 
 template <bool TA>
 __global__ void __launch_bounds__(256) k_tf32gemm(int64_t M, int64_t N, int64_t K, const float* __restrict__ A,
                                                   int64_t lda, const float* __restrict__ B, int64_t ldb,
                                                   float* __restrict__ C, int64_t ldc,
                                                   const float* __restrict__ bias, int64_t kchunk) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  // TF32 tensor cores need sm_80; tf32_requested() never selects this kernel below it.
+  __trap();
+#else
   using namespace nvcuda;
   constexpr int ASZ = TA ? TBK * TLD : BM * TLDA_NN;
   __shared__ __align__(128) float As[ASZ > 2048 ? ASZ : 2048];
@@ -237,6 +241,7 @@ __global__ void __launch_bounds__(256) k_tf32gemm(int64_t M, int64_t N, int64_t 
       }
       __syncwarp();
     }
+#endif
 }
 
 // C = Σ_z parts[z] + bias, summed in slice order (deterministic).
@@ -264,7 +269,18 @@ int sm_count_cached() {
 
 }  // namespace
 
-bool tf32_requested() { return env_int("OTLM_CUDA_TF32", 0) != 0; }
+// TF32 tensor cores are asked for with OTLM_CUDA_TF32=1 and used only where the current device has
+// them (compute capability 8.0 or newer); elsewhere the request is ignored and the FP32 path runs.
+bool tf32_requested() {
+  if (env_int("OTLM_CUDA_TF32", 0) == 0) return false;
+  int d = 0, major = 0;
+  if (cudaGetDevice(&d) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: the FP32 path reports any real device error itself
+    return false;
+  }
+  return major >= 8;
+}
 
 int gemm_tiles_n(int64_t n) { return int((n + BN - 1) / BN); }
 

@@ -2,6 +2,10 @@
 //
 // Skips (exit 77, with the reason) when the CUDA library was not built, cannot be loaded, or finds
 // no usable device. Seed: OTLM_TEST_SEED, else random (printed, so a failure can be replayed).
+// The library: OTLM_CUDA_LIB in the environment, else the path compiled in (CMake: libotlm_cuda.so,
+// or libotlm_cuda_emu.so for test_cuda_emu). OTLM_TEST_QUICK=1 shrinks the large shapes (the
+// emulated ctest runs so; every kernel path and configuration is still taken); OTLM_TEST_ONLY=
+// gemm,sinkhorn,loss_grad,trainer runs only those groups.
 // Tolerances: plans ≤ 1e-5 of the row-set max (1e-4 for over-relaxed runs whose schedule depends on
 // rounding), predictions identical except near-exact ties of the CPU plan, potentials in units of λ,
 // GEMM relative to Σ|a||b|, gradients relative to max|grad|.
@@ -26,6 +30,9 @@
 namespace {
 
 int g_fail = 0, g_checks = 0;
+bool g_quick = false;
+bool g_emulated = false;  // the library is the CPU emulator (native/cuda/emu)
+int g_cc = 0;             // compute capability of the device, 10·major + minor
 std::mt19937_64 g_rng;
 const otlm_backend* CPU = nullptr;
 const otlm_backend* GPU = nullptr;
@@ -40,6 +47,9 @@ const otlm_backend* GPU = nullptr;
       std::printf("\n");                                   \
     }                                                      \
   } while (0)
+
+// A size: `full` normally, `quick` under OTLM_TEST_QUICK=1.
+int64_t Q(int64_t full, int64_t quick) { return g_quick ? quick : full; }
 
 double unif() { return std::uniform_real_distribution<double>(0, 1)(g_rng); }
 double gauss() { return std::normal_distribution<double>(0, 1)(g_rng); }
@@ -248,8 +258,13 @@ void test_sinkhorn() {
   const double lams[] = {0.005, 0.1, 1, 10};
   struct Sz {
     int64_t n, k;
-  } sizes[] = {{1, 1}, {1, 3}, {7, 1}, {7, 3}, {7, 100}, {1, 8142}, {7, 8142}, {1000, 1}, {1000, 3},
-               {1000, 100}, {1000, 1000}, {1000, 8142}, {25000, 3}, {25000, 100}, {25000, 1000}, {300, 9001}};
+  } sizes[] = {{1, 1},          {1, 3},           {7, 1},           {7, 3},           {7, 100},
+               {1, 8142},       {7, 8142},        {Q(1000, 300), 1}, {Q(1000, 300), 3}, {Q(1000, 300), 100},
+               {Q(1000, 300), 1000},              {Q(1000, 100), 8142},                 {Q(25000, 3000), 3},
+               {Q(25000, 3000), 100},             {Q(25000, 2000), 1000},               {Q(300, 60), 9001},
+               // one shape for each one-pass configuration the shapes above leave out (row width
+               // ≤ 256, ≤ 512, ≤ 2048, ≤ 4096 floats)
+               {Q(500, 100), 200}, {Q(500, 100), 400}, {Q(500, 100), 1500}, {Q(500, 100), 3000}};
   int q = 0;
   for (const Sz& s : sizes) {
     for (int kind = 0; kind < 2; ++kind) {
@@ -266,7 +281,7 @@ void test_sinkhorn() {
   for (double l : lams)
     for (int kind = 0; kind < 2; ++kind) {
       SkCase c;
-      c.n = 2000;
+      c.n = Q(2000, 500);
       c.k = 100;
       c.kind = kind;
       c.lambda = l;
@@ -275,7 +290,7 @@ void test_sinkhorn() {
     }
   {
     SkCase c;
-    c.n = 3000;
+    c.n = Q(3000, 1000);
     c.k = 50;
     c.kind = OTLM_INPUT_LOGITS;
     c.lambda = 1;
@@ -289,7 +304,7 @@ void test_sinkhorn() {
     sk_case(c);
   }
   // the two-pass path on shapes the one-pass kernel would take
-  for (Sz s : {Sz{7, 3}, Sz{1000, 100}, Sz{1000, 1000}}) {
+  for (Sz s : {Sz{7, 3}, Sz{Q(1000, 300), 100}, Sz{Q(1000, 200), 1000}}) {
     SkCase c;
     c.n = s.n;
     c.k = s.k;
@@ -301,7 +316,7 @@ void test_sinkhorn() {
   // ε-scaling and over-relaxation
   {
     SkCase c;
-    c.n = 2000;
+    c.n = Q(2000, 800);
     c.k = 100;
     c.kind = OTLM_INPUT_LOGITS;
     c.lambda = 0.05;
@@ -341,11 +356,53 @@ void test_sinkhorn() {
 }
 
 // ----------------------------------------------------------------------------------- GEMM
+// OTLM_CUDA_TF32=1 engages the tensor cores only on compute capability ≥ 8.0: below, the GEMM is
+// the FP32 one (error within the FP32 tolerance) and info says "otlm-fp32". Checked on the device
+// at hand, and on the emulator also as a 7.5 and an 8.6 device (OTLM_CUDA_EMU_CC).
+void test_tf32_gating() {
+  const int64_t m = 130, n = 129, kk = 131;
+  std::vector<float> a(static_cast<size_t>(m * kk)), b(static_cast<size_t>(kk * n)), c0(static_cast<size_t>(m * n)),
+      c1(c0.size()), bound(c0.size()), aa(a.size()), ab(b.size());
+  for (auto& v : a) v = float(gauss());
+  for (auto& v : b) v = float(gauss());
+  for (size_t q = 0; q < a.size(); ++q) aa[q] = std::fabs(a[q]);
+  for (size_t q = 0; q < b.size(); ++q) ab[q] = std::fabs(b[q]);
+  otlm_error e{};
+  CPU->gemm(m, n, kk, a.data(), b.data(), nullptr, c0.data(), 0, &e);
+  CPU->gemm(m, n, kk, aa.data(), ab.data(), nullptr, bound.data(), 0, &e);
+  std::vector<int> ccs = {g_cc};
+  if (g_emulated) ccs = {75, 86, 90};
+  setenv("OTLM_CUDA_TF32", "1", 1);
+  for (int cc : ccs) {
+    char ccs_env[16];
+    std::snprintf(ccs_env, sizeof ccs_env, "%d.%d", cc / 10, cc % 10);
+    if (g_emulated) setenv("OTLM_CUDA_EMU_CC", ccs_env, 1);
+    otlm_status st = GPU->gemm(m, n, kk, a.data(), b.data(), nullptr, c1.data(), 0, &e);
+    otlm_backend_info bi{};
+    otlm_error ie{};
+    GPU->info(&bi, &ie);
+    double worst = 0;  // in units of the FP32 tolerance
+    for (size_t q = 0; q < c0.size(); ++q)
+      worst = std::max(worst, std::fabs(double(c0[q]) - double(c1[q])) / (2e-6 * double(bound[q]) + 1e-30));
+    const bool tf32 = cc >= 80;
+    CHECK(st == OTLM_OK, "tf32 gating cc %s: status %d (%s)", ccs_env, st, e.message);
+    CHECK(tf32 ? worst > 1 : worst <= 1, "tf32 gating cc %s: error %.3g x the FP32 tolerance: the %s path ran", ccs_env,
+          worst, worst > 1 ? "TF32" : "FP32");
+    CHECK(std::strcmp(bi.gemm, tf32 ? "otlm-tf32" : "otlm-fp32") == 0, "tf32 gating cc %s: info.gemm %s", ccs_env,
+          bi.gemm);
+    std::printf("  OTLM_CUDA_TF32=1 on compute capability %s: %s, error %.3g x the FP32 tolerance\n", ccs_env, bi.gemm,
+                worst);
+  }
+  unsetenv("OTLM_CUDA_TF32");
+  if (g_emulated) unsetenv("OTLM_CUDA_EMU_CC");
+}
+
 void test_gemm() {
   std::printf("gemm\n");
   struct G {
     int64_t m, n, kk;
-  } shapes[] = {{1, 1, 1}, {7, 3, 5}, {130, 129, 131}, {1000, 1000, 1000}, {257, 8142, 64}, {64, 33, 10000}};
+  } shapes[] = {{1, 1, 1},     {7, 3, 5},     {130, 129, 131}, {Q(1000, 300), Q(1000, 333), Q(1000, 520)},
+                {257, 8142, 64}, {64, 33, 10000}};
   for (int tf32 = 0; tf32 < 2; ++tf32)
     for (const G& s : shapes) {
       std::vector<float> a(static_cast<size_t>(s.m * s.kk)), b(static_cast<size_t>(s.kk * s.n)), bias(static_cast<size_t>(s.n)), aa(a.size()), ab(b.size());
@@ -384,6 +441,7 @@ void test_gemm() {
   otlm_error e{};
   float dummy = 0;
   CHECK(GPU->gemm(0, 1, 1, &dummy, &dummy, nullptr, &dummy, 0, &e) == OTLM_EINVAL, "gemm: m=0 must be EINVAL");
+  test_tf32_gating();
 }
 
 // ----------------------------------------------------------------------------------- OTLM
@@ -411,8 +469,13 @@ void test_loss_grad() {
     double lambda;
     int T;
     double tol;
-  } cases[] = {{1, 1, 1.0, 3, 0},    {1, 5, 0.5, 2, 0},     {7, 3, 0.1, 1, 0},     {500, 100, 0.1, 20, 0},
-               {2000, 1000, 1.2, 7, 0}, {300, 37, 1.0, 50, 1e-2}, {1000, 130, 0.05, 10, 0}};
+  } cases[] = {{1, 1, 1.0, 3, 0},
+               {1, 5, 0.5, 2, 0},
+               {7, 3, 0.1, 1, 0},
+               {500, 100, 0.1, 20, 0},
+               {Q(2000, 400), Q(1000, 300), 1.2, 7, 0},
+               {300, 37, 1.0, 50, 1e-2},
+               {Q(1000, 400), 130, 0.05, 10, 0}};
   for (const C& c : cases)
     for (int mode = 0; mode < 2; ++mode)
       for (int wb = 0; wb < 2; ++wb) {
@@ -460,8 +523,8 @@ void test_trainer() {
     int64_t n, k, b;
     double lambda, lr;
     int T, opt, nesterov, mode;
-  } cases[] = {{3000, 100, 1024, 0.1, 1e-3, 20, OTLM_OPT_ADAM, 0, 0},
-               {5000, 1000, 2000, 1.2, 0.2, 7, OTLM_OPT_SGD, 1, 0},
+  } cases[] = {{Q(3000, 1500), 100, 1024, 0.1, 1e-3, 20, OTLM_OPT_ADAM, 0, 0},  // b ≥ 1024: split-K dW
+               {Q(5000, 1200), Q(1000, 300), Q(2000, 500), 1.2, 0.2, 7, OTLM_OPT_SGD, 1, 0},
                {2000, 64, 700, 1.0, 5e-3, 10, OTLM_OPT_ADAMW, 0, 1},
                {1500, 30, 1500, 1.0, 0.05, 10, OTLM_OPT_SGD, 0, 1}};
   for (const C& c : cases) {
@@ -536,6 +599,7 @@ void test_trainer() {
 
 int main() {
   const char* lib = OTLM_CUDA_LIB;
+  if (const char* e = std::getenv("OTLM_CUDA_LIB"); e && *e) lib = e;
   if (!lib || !*lib) {
     std::printf("SKIP: the CUDA backend was not built (no nvcc at configure time)\n");
     return 77;
@@ -566,19 +630,25 @@ int main() {
     CHECK(info.device >= 0 && info.device < info.device_count && d.total_memory_bytes > 0 && d.name[0] &&
               d.cc_major * 10 + d.cc_minor >= 75 && info.driver_version > 0,
           "the info of a usable CUDA backend names its device");
+    g_emulated = info.emulated != 0;
+    g_cc = d.cc_major * 10 + d.cc_minor;
   } else {
     std::printf("FAIL: info: %s\n", err.message), ++g_fail;
   }
   CHECK(GPU->abi_version == OTLM_ABI_VERSION && std::strcmp(GPU->name, "cuda") == 0, "backend table header");
   uint64_t seed = std::random_device{}();
   if (const char* s = std::getenv("OTLM_TEST_SEED")) seed = std::strtoull(s, nullptr, 10);
-  std::printf("seed %llu (set OTLM_TEST_SEED to replay)\n", (unsigned long long)seed);
+  if (const char* q = std::getenv("OTLM_TEST_QUICK")) g_quick = std::atoi(q) != 0;
+  std::printf("seed %llu (set OTLM_TEST_SEED to replay)%s\n", (unsigned long long)seed,
+              g_quick ? "; quick sizes (OTLM_TEST_QUICK=1)" : "");
   g_rng.seed(seed);
   const auto t0 = std::chrono::steady_clock::now();
-  test_gemm();
-  test_sinkhorn();
-  test_loss_grad();
-  test_trainer();
+  const char* only = std::getenv("OTLM_TEST_ONLY");
+  auto want = [&](const char* group) { return !only || !*only || std::strstr(only, group) != nullptr; };
+  if (want("gemm")) test_gemm();
+  if (want("sinkhorn")) test_sinkhorn();
+  if (want("loss_grad")) test_loss_grad();
+  if (want("trainer")) test_trainer();
   std::printf("%d checks, %d failed, %.1fs\n", g_checks, g_fail,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return g_fail ? 1 : 0;

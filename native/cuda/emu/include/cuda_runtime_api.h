@@ -1,0 +1,3 @@
+// Shadow of the CUDA runtime API header for the emulated build (native/cuda/emu).
+#pragma once
+#include "otlm_cuda_emu.h"
