@@ -47,23 +47,35 @@ export function bundledData(): { dir: string; val: string; valLabels: string; te
 
 const BUNDLED_SOURCE = 'Fashion-MNIST-LT (imbalance ratio 100, K = 10): logits of a small CNN trained with plain cross-entropy on a long-tailed subset of Debian\'s dataset-fashion-mnist; 5000 validation + 5000 test images (see data/fmnist-lt/PROVENANCE.md)';
 
+type CommandFactory = (name: string, desc: string) => Command;
+
+/** Registers every subcommand; each has its own function below, so one command's flags read in one screen. */
 export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command) => Command): void {
-  const cmd = (name: string, desc: string): Command => {
+  const cmd: CommandFactory = (name, desc) => {
     const c = setup(program.command(name).description(desc));
     c.option('-q, --quiet', 'no progress bars or notes on stderr');
     c.hook('preAction', (_t, action) => { ctx.quiet = Boolean(action.opts().quiet); });
     return c;
   };
+  registerInfo(cmd, ctx);
+  registerCorrect(cmd, ctx);
+  registerFit(cmd, ctx);
+  registerEval(cmd, ctx);
+  registerDemo(cmd, ctx);
+  registerReport(cmd, ctx);
+  registerBench(cmd, ctx);
+}
 
-  // ---------------------------------------------------------------- info
+function registerInfo(cmd: CommandFactory, ctx: Ctx): void {
   cmd('info', 'version, backends, CPU SIMD/threads/GEMM, CUDA status and why it is not used')
     .option('--json', 'machine-readable output on stdout')
     .action(async (o: Opts) => {
       const i = await inPhase('compute', () => info());
       ctx.out(o.json ? JSON.stringify(i, null, 2) + '\n' : infoText(i));
     });
+}
 
-  // ---------------------------------------------------------------- correct
+function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
   solverOptions(cmd('correct', 'correct test logits post hoc (LA, OT, OTLM or DARP); write probabilities and/or predictions')
     .addOption(new Option('--method <m>', 'correction method').choices(['la', 'ot', 'otlm', 'darp']).default('ot'))
     .requiredOption('--logits <file>', 'logits N×K (.npy, .npz:NAME, .f32 with --shape, .csv, - for stdin)')
@@ -82,8 +94,9 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
     .option('--json', 'summary as JSON on stdout')
     .addOption(backendOption())
     .action(async (o: Opts) => cmdCorrect(ctx, o));
+}
 
-  // ---------------------------------------------------------------- fit
+function registerFit(cmd: CommandFactory, ctx: Ctx): void {
   cmd('fit', 'learn the OTLM cost map W on unlabeled validation logits; save it as .npz')
     .requiredOption('--logits <file>', 'unlabeled validation logits N×K')
     .option('--shape <rows,cols>', 'shape of raw .f32 logits')
@@ -106,8 +119,9 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
     .option('--json', 'summary as JSON on stdout')
     .addOption(backendOption())
     .action(async (o: Opts) => cmdFit(ctx, o));
+}
 
-  // ---------------------------------------------------------------- eval
+function registerEval(cmd: CommandFactory, ctx: Ctx): void {
   const evalCmd = solverOptions(cmd('eval', 'a paper-style table of every method (CE, LA, DARP, OT, OTLM) on labeled test logits'))
     .requiredOption('--logits <file>', 'test logits N×K')
     .requiredOption('--labels <file>', 'test labels (N integers in [0, K))')
@@ -118,8 +132,9 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
       if (o.json) ctx.out(JSON.stringify(evalJson(ev), null, 2) + '\n');
       else ctx.out(evalTable(ev));
     });
+}
 
-  // ---------------------------------------------------------------- demo
+function registerDemo(cmd: CommandFactory, ctx: Ctx): void {
   solverOptions(cmd('demo', 'fit OTLM and compare every method on the bundled Fashion-MNIST-LT logits'))
     .option('--json', 'results as JSON on stdout')
     .addOption(backendOption())
@@ -131,8 +146,9 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
       if (o.json) ctx.out(JSON.stringify({ data: d.dir, source: BUNDLED_SOURCE, ...evalJson(ev) }, null, 2) + '\n');
       else ctx.out(evalTable(ev));
     });
+}
 
-  // ---------------------------------------------------------------- report
+function registerReport(cmd: CommandFactory, ctx: Ctx): void {
   const reportCmd = solverOptions(cmd('report', 'write a self-contained HTML report with charts (bundled data unless --logits is given)'))
     .requiredOption('--out <file>', 'the HTML file to write')
     .option('--logits <file>', 'test logits (default: the bundled Fashion-MNIST-LT data)')
@@ -141,8 +157,9 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
     .option('--title <text>', 'report title')
     .option('--force', 'replace an existing file');
   addEvalOptions(reportCmd).action(async (o: Opts) => cmdReport(ctx, o));
+}
 
-  // ---------------------------------------------------------------- bench
+function registerBench(cmd: CommandFactory, ctx: Ctx): void {
   cmd('bench', "run the benchmark suite's quick mode (bench/run.js --quick)")
     .allowUnknownOption(true)
     .argument('[args...]', 'extra arguments for bench/run.js')
@@ -243,7 +260,8 @@ function checkFiniteResult(what: string, m: Matrix): void {
   }
 }
 
-async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
+/** The flag combinations `correct` refuses before reading anything. */
+function checkCorrectFlags(o: Opts): void {
   const method = String(o.method);
   if (o.trainCounts && o.trainPrior) throw usageError('give --train-counts or --train-prior, not both');
   if (o.targetPrior && o.estimatePrior) throw usageError('give --target-prior or --estimate-prior, not both');
@@ -252,15 +270,18 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
   if (method === 'otlm' && !o.model && !o.valLogits) throw usageError('--method otlm needs --model FILE (from `otlm fit`) or --val-logits to fit on');
   if (o.estimatePrior === 'bbse' && !(o.valLogits && o.valLabels)) throw usageError('--estimate-prior bbse needs labeled validation data: --val-logits and --val-labels');
   if (o.json && (o.out === '-' || o.predictionsOut === '-')) throw usageError("--json prints on stdout, so no output may be '-'");
-  const inputs = ['logits', 'trainCounts', 'trainPrior', 'targetPrior', 'model', 'valLogits', 'valLabels'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');
-  if (inputs.filter((s) => s === '-').length > 1) throw usageError("only one input can be '-' (stdin)");
-  const force = Boolean(o.force);
-  preflightOutputs([
-    { option: '--out', spec: o.out as string | undefined, formats: ['npy', 'csv'] },
-    { option: '--predictions-out', spec: o.predictionsOut as string | undefined, formats: ['npy', 'csv'] },
-  ], inputs, force);
+}
 
-  const inp = await inPhase('input', async () => {
+interface CorrectInputs {
+  logits: Matrix;
+  k: number;
+  trainPrior?: Float64Array;
+  targetPrior?: Float64Array;
+  val?: Matrix;
+  valLabels?: Int32Array;
+}
+
+async function readCorrectInputs(ctx: Ctx, o: Opts): Promise<CorrectInputs> {
     const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
     const k = logits.cols;
     let trainPrior: Float64Array | undefined;
@@ -276,7 +297,55 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
     }
     if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
     return { logits, k, trainPrior, targetPrior, val, valLabels };
-  });
+}
+
+/** Runs the chosen correction on the test logits. */
+async function applyMethod(ctx: Ctx, o: Opts, inp: CorrectInputs, targetPrior: Float64Array | undefined):
+  Promise<{ probabilities: Matrix; predictions: Int32Array; detail: Record<string, unknown> }> {
+  const method = String(o.method);
+  const common = { lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined, backend: resolveBackend(ctx, o.backend) };
+  let probabilities: Matrix;
+  let predictions: Int32Array;
+  const detail: Record<string, unknown> = {};
+  if (method === 'la') {
+    const r = await logitAdjust(inp.logits, inp.trainPrior!, defined({ tau: (o.tau as number | undefined) ?? 1, targetPrior }));
+    ({ probabilities, predictions } = r);
+  } else if (method === 'darp') {
+    const r = await darp(inp.logits, defined({ targetPrior, maxIter: common.maxIter, tol: common.tol }));
+    ({ probabilities, predictions } = r);
+    Object.assign(detail, { iterations: r.iterations, converged: r.converged });
+  } else if (method === 'ot') {
+    const r = await otCorrect(inp.logits, defined({ ...common, targetPrior }));
+    ({ probabilities, predictions } = r);
+    Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged, classOffsets: Array.from(r.classOffsets) });
+  } else {
+    let model: OTLM;
+    if (o.model) model = await OTLM.load(String(o.model));
+    else {
+      const opts = defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
+      model = new OTLM(opts);
+      const bar = await fitProgressBar(ctx);
+      try { await model.fit(inp.val!, { onProgress: (e: OtlmProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
+    }
+    const r = await model.correct(inp.logits, defined({ maxIter: common.maxIter, tol: common.tol, targetPrior }));
+    ({ probabilities, predictions } = r);
+    Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged });
+  }
+  return { probabilities, predictions, detail };
+}
+
+async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
+  const method = String(o.method);
+  checkCorrectFlags(o);
+  const inputs = ['logits', 'trainCounts', 'trainPrior', 'targetPrior', 'model', 'valLogits', 'valLabels'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');
+  if (inputs.filter((s) => s === '-').length > 1) throw usageError("only one input can be '-' (stdin)");
+  const force = Boolean(o.force);
+  preflightOutputs([
+    { option: '--out', spec: o.out as string | undefined, formats: ['npy', 'csv'] },
+    { option: '--predictions-out', spec: o.predictionsOut as string | undefined, formats: ['npy', 'csv'] },
+  ], inputs, force);
+
+  const inp = await inPhase('input', () => readCorrectInputs(ctx, o));
 
   const t0 = performance.now();
   const res = await inPhase('compute', async () => {
@@ -290,34 +359,7 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
       estimated = est.prior;
       targetPrior = normalize(estimated);
     }
-    const common = { lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined, backend: resolveBackend(ctx, o.backend) };
-    let probabilities: Matrix;
-    let predictions: Int32Array;
-    const detail: Record<string, unknown> = {};
-    if (method === 'la') {
-      const r = await logitAdjust(inp.logits, inp.trainPrior!, defined({ tau: (o.tau as number | undefined) ?? 1, targetPrior }));
-      ({ probabilities, predictions } = r);
-    } else if (method === 'darp') {
-      const r = await darp(inp.logits, defined({ targetPrior, maxIter: common.maxIter, tol: common.tol }));
-      ({ probabilities, predictions } = r);
-      Object.assign(detail, { iterations: r.iterations, converged: r.converged });
-    } else if (method === 'ot') {
-      const r = await otCorrect(inp.logits, defined({ ...common, targetPrior }));
-      ({ probabilities, predictions } = r);
-      Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged, classOffsets: Array.from(r.classOffsets) });
-    } else {
-      let model: OTLM;
-      if (o.model) model = await OTLM.load(String(o.model));
-      else {
-        const opts = defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
-        model = new OTLM(opts);
-        const bar = await fitProgressBar(ctx);
-        try { await model.fit(inp.val!, { onProgress: (e: OtlmProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
-      }
-      const r = await model.correct(inp.logits, defined({ maxIter: common.maxIter, tol: common.tol, targetPrior }));
-      ({ probabilities, predictions } = r);
-      Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged });
-    }
+    const { probabilities, predictions, detail } = await applyMethod(ctx, o, inp, targetPrior);
     checkFiniteResult(`--method ${method}`, probabilities);
     return { probabilities, predictions, detail, targetPrior, estimated };
   });

@@ -203,6 +203,79 @@ function int(name: string, v: unknown, min: number): number {
   return checkNumber(name, v, { integer: true, min });
 }
 
+/** The hyper-parameters of OtlmOptions, checked, with their defaults (the paper's CIFAR-100-LT settings). */
+function parseHyper(o: OtlmOptions): OtlmHyper {
+  const num = (name: keyof OtlmOptions, def: number, opts: Parameters<typeof checkNumber>[2]): number =>
+    o[name] === undefined ? def : checkNumber(`options.${name}`, o[name], opts);
+  if (o.iterations !== undefined && o.epochs !== undefined) throw new RangeError('OTLM: give options.iterations or options.epochs, not both');
+  const schedule = o.schedule ?? 'constant';
+  if (typeof schedule === 'object' && schedule !== null) {
+    if (schedule.type !== 'step') throw new RangeError(`options.schedule.type must be 'step', got ${describe(schedule.type)}`);
+    int('options.schedule.every', schedule.every, 1);
+    checkNumber('options.schedule.gamma', schedule.gamma, { min: 0, exclusiveMin: true });
+  } else oneOf('options.schedule', schedule, ['constant', 'cosine'] as const);
+  let earlyStopping: OtlmHyper['earlyStopping'] = null;
+  if (o.earlyStopping !== undefined) {
+    if (typeof o.earlyStopping !== 'object' || o.earlyStopping === null) throw new TypeError(`options.earlyStopping must be { patience, minDelta? }, got ${describe(o.earlyStopping)}`);
+    earlyStopping = {
+      patience: int('options.earlyStopping.patience', o.earlyStopping.patience, 1),
+      minDelta: o.earlyStopping.minDelta === undefined ? 0 : checkNumber('options.earlyStopping.minDelta', o.earlyStopping.minDelta, { min: 0 }),
+    };
+  }
+  const backend = oneOf('options.backend', o.backend ?? 'auto', ['auto', 'cpu', 'cuda', 'reference'] as const);
+  const hyper: OtlmHyper = {
+    lambda: num('lambda', 0.1, { min: 0, exclusiveMin: true }),
+    sinkhornIters: o.sinkhornIters === undefined ? 200 : int('options.sinkhornIters', o.sinkhornIters, 1),
+    tol: num('tol', 1e-3, { min: 0 }),
+    grad: oneOf('options.grad', o.grad ?? 'unrolled', ['unrolled', 'envelope'] as const),
+    optimizer: oneOf('options.optimizer', o.optimizer ?? 'adam', ['adam', 'adamw', 'sgd'] as const),
+    lr: num('lr', 1e-3, { min: 0, exclusiveMin: true }),
+    weightDecay: num('weightDecay', 1e-3, { min: 0 }),
+    momentum: num('momentum', 0.9, { min: 0 }),
+    nesterov: o.nesterov === undefined ? false : typeof o.nesterov === 'boolean' ? o.nesterov : (() => { throw new TypeError(`options.nesterov must be a boolean, got ${describe(o.nesterov)}`); })(),
+    beta1: num('beta1', 0.9, { min: 0 }),
+    beta2: num('beta2', 0.999, { min: 0 }),
+    eps: num('eps', 1e-8, { min: 0, exclusiveMin: true }),
+    batchSize: o.batchSize === undefined ? 10000 : int('options.batchSize', o.batchSize, 1),
+    iterations: o.epochs !== undefined ? null : o.iterations === undefined ? 20 : int('options.iterations', o.iterations, 1),
+    epochs: o.epochs === undefined ? null : int('options.epochs', o.epochs, 1),
+    seed: o.seed === undefined ? 0 : checkNumber('options.seed', o.seed, { integer: true, min: 0, max: 4294967295 }),
+    schedule,
+    earlyStopping,
+    bias: 'none',
+    backend,
+    threads: o.threads === undefined ? 0 : int('options.threads', o.threads, 0),
+  };
+  for (const b of ['momentum', 'beta1', 'beta2'] as const)
+    if (!(hyper[b] < 1)) throw new RangeError(`options.${b} must be < 1, got ${hyper[b]}`);
+  return hyper;
+}
+
+/** The fixed bias b of OtlmOptions (bias or trainPrior): its vector, how it was given, and the option that set K. */
+function parseBias(o: OtlmOptions):
+  { vec: Float32Array; input: { trainCounts: PriorInput } | Float32Array; kind: OtlmHyper['bias']; from: string } | undefined {
+  if (o.trainPrior !== undefined && o.bias !== undefined && o.bias !== 'none')
+    throw new RangeError('OTLM: give options.trainPrior or options.bias, not both');
+  const bias: OtlmBias = o.trainPrior !== undefined ? { trainPrior: o.trainPrior } : (o.bias ?? 'none');
+  if (bias instanceof Float32Array) {
+    if (bias.length < 1) throw new RangeError('options.bias must have one entry per class, got an empty array');
+    for (let j = 0; j < bias.length; j++) if (!Number.isFinite(bias[j])) throw new RangeError(`options.bias[${j}] must be finite, got ${bias[j]}`);
+    const vec = bias.slice();
+    return { vec, input: vec, kind: 'vector', from: 'options.bias' };
+  } else if (bias !== 'none') {
+    if (typeof bias !== 'object' || bias === null || !('trainCounts' in bias || 'trainPrior' in bias))
+      throw new TypeError(`options.bias must be 'none', { trainCounts }, { trainPrior } or a Float32Array, got ${describe(bias)}`);
+    const counts = 'trainCounts' in bias ? bias.trainCounts : bias.trainPrior;
+    const name = 'trainCounts' in bias ? 'options.bias.trainCounts' : 'options.trainPrior';
+    if (typeof counts !== 'object' || counts === null || typeof (counts as ArrayLike<number>).length !== 'number')
+      throw new TypeError(`${name} must be an array of class counts or probabilities, got ${describe(counts)}`);
+    const k = (counts as ArrayLike<number>).length;
+    const pi = normalizePrior(name, counts, k);
+    return { vec: Float32Array.from(pi, (p) => -Math.log(p)), input: { trainCounts: Array.from(pi) }, kind: 'train-prior', from: name };
+  }
+  return undefined;
+}
+
 export class OTLM {
   private readonly hyper: OtlmHyper;
   private k: number | undefined;
@@ -221,80 +294,19 @@ export class OTLM {
     for (const [key, v] of Object.entries(options))
       if (v !== undefined && !KNOWN.has(key)) throw new RangeError(`OTLM: unknown option '${key}'; known options: ${[...KNOWN].join(', ')}`);
     const o = options;
-    const num = (name: keyof OtlmOptions, def: number, opts: Parameters<typeof checkNumber>[2]): number =>
-      o[name] === undefined ? def : checkNumber(`options.${name}`, o[name], opts);
-    if (o.iterations !== undefined && o.epochs !== undefined) throw new RangeError('OTLM: give options.iterations or options.epochs, not both');
-    const schedule = o.schedule ?? 'constant';
-    if (typeof schedule === 'object' && schedule !== null) {
-      if (schedule.type !== 'step') throw new RangeError(`options.schedule.type must be 'step', got ${describe(schedule.type)}`);
-      int('options.schedule.every', schedule.every, 1);
-      checkNumber('options.schedule.gamma', schedule.gamma, { min: 0, exclusiveMin: true });
-    } else oneOf('options.schedule', schedule, ['constant', 'cosine'] as const);
-    let earlyStopping: OtlmHyper['earlyStopping'] = null;
-    if (o.earlyStopping !== undefined) {
-      if (typeof o.earlyStopping !== 'object' || o.earlyStopping === null) throw new TypeError(`options.earlyStopping must be { patience, minDelta? }, got ${describe(o.earlyStopping)}`);
-      earlyStopping = {
-        patience: int('options.earlyStopping.patience', o.earlyStopping.patience, 1),
-        minDelta: o.earlyStopping.minDelta === undefined ? 0 : checkNumber('options.earlyStopping.minDelta', o.earlyStopping.minDelta, { min: 0 }),
-      };
-    }
-    const backend = oneOf('options.backend', o.backend ?? 'auto', ['auto', 'cpu', 'cuda', 'reference'] as const);
-    this.hyper = {
-      lambda: num('lambda', 0.1, { min: 0, exclusiveMin: true }),
-      sinkhornIters: o.sinkhornIters === undefined ? 200 : int('options.sinkhornIters', o.sinkhornIters, 1),
-      tol: num('tol', 1e-3, { min: 0 }),
-      grad: oneOf('options.grad', o.grad ?? 'unrolled', ['unrolled', 'envelope'] as const),
-      optimizer: oneOf('options.optimizer', o.optimizer ?? 'adam', ['adam', 'adamw', 'sgd'] as const),
-      lr: num('lr', 1e-3, { min: 0, exclusiveMin: true }),
-      weightDecay: num('weightDecay', 1e-3, { min: 0 }),
-      momentum: num('momentum', 0.9, { min: 0 }),
-      nesterov: o.nesterov === undefined ? false : typeof o.nesterov === 'boolean' ? o.nesterov : (() => { throw new TypeError(`options.nesterov must be a boolean, got ${describe(o.nesterov)}`); })(),
-      beta1: num('beta1', 0.9, { min: 0 }),
-      beta2: num('beta2', 0.999, { min: 0 }),
-      eps: num('eps', 1e-8, { min: 0, exclusiveMin: true }),
-      batchSize: o.batchSize === undefined ? 10000 : int('options.batchSize', o.batchSize, 1),
-      iterations: o.epochs !== undefined ? null : o.iterations === undefined ? 20 : int('options.iterations', o.iterations, 1),
-      epochs: o.epochs === undefined ? null : int('options.epochs', o.epochs, 1),
-      seed: o.seed === undefined ? 0 : checkNumber('options.seed', o.seed, { integer: true, min: 0, max: 4294967295 }),
-      schedule,
-      earlyStopping,
-      bias: 'none',
-      backend,
-      threads: o.threads === undefined ? 0 : int('options.threads', o.threads, 0),
-    };
-    for (const b of ['momentum', 'beta1', 'beta2'] as const)
-      if (!(this.hyper[b] < 1)) throw new RangeError(`options.${b} must be < 1, got ${this.hyper[b]}`);
+    this.hyper = parseHyper(o);
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError(`options.onProgress must be a function, got ${describe(o.onProgress)}`);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError(`options.signal must be an AbortSignal, got ${describe(o.signal)}`);
     this.onProgress = o.onProgress;
     this.signal = o.signal;
 
     // Bias and target prior fix K when given as vectors.
-    if (o.trainPrior !== undefined && o.bias !== undefined && o.bias !== 'none')
-      throw new RangeError('OTLM: give options.trainPrior or options.bias, not both');
-    const bias: OtlmBias = o.trainPrior !== undefined ? { trainPrior: o.trainPrior } : (o.bias ?? 'none');
-    if (bias instanceof Float32Array) {
-      if (bias.length < 1) throw new RangeError('options.bias must have one entry per class, got an empty array');
-      for (let j = 0; j < bias.length; j++) if (!Number.isFinite(bias[j])) throw new RangeError(`options.bias[${j}] must be finite, got ${bias[j]}`);
-      this.setK(bias.length, 'options.bias');
-      this.biasVec = bias.slice();
-      this.biasInput = this.biasVec;
-      this.hyper.bias = 'vector';
-    } else if (bias !== 'none') {
-      if (typeof bias !== 'object' || bias === null || !('trainCounts' in bias || 'trainPrior' in bias))
-        throw new TypeError(`options.bias must be 'none', { trainCounts }, { trainPrior } or a Float32Array, got ${describe(bias)}`);
-      const counts = 'trainCounts' in bias ? bias.trainCounts : bias.trainPrior;
-      const name = 'trainCounts' in bias ? 'options.bias.trainCounts' : 'options.trainPrior';
-      if (typeof counts !== 'object' || counts === null || typeof (counts as ArrayLike<number>).length !== 'number')
-        throw new TypeError(`${name} must be an array of class counts or probabilities, got ${describe(counts)}`);
-      const k = (counts as ArrayLike<number>).length;
-      const pi = normalizePrior(name, counts, k);
-      this.setK(k, name);
-      this.biasVec = Float32Array.from(pi, (p) => -Math.log(p));
-      this.biasInput = { trainCounts: Array.from(pi) };
-      this.hyper.bias = 'train-prior';
-    } else if (bias !== 'none') {
-      throw new TypeError(`options.bias must be 'none', { trainCounts }, { trainPrior } or a Float32Array, got ${describe(bias)}`);
+    const bias = parseBias(o);
+    if (bias) {
+      this.setK(bias.vec.length, bias.from);
+      this.biasVec = bias.vec;
+      this.biasInput = bias.input;
+      this.hyper.bias = bias.kind;
     }
     if (o.targetPrior !== undefined) {
       const tp = o.targetPrior as ArrayLike<number>;

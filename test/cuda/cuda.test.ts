@@ -7,6 +7,7 @@ import { info } from '../../src/api/info.js';
 import { otCorrect } from '../../src/methods/ot.js';
 import { loadNative } from '../../src/native/loader.js';
 import { mulberry32 } from '../../src/train/batches.js';
+import { OTLM, OtlmDivergenceError } from '../../src/train/otlm.js';
 
 const cuda = info().cuda;
 
@@ -68,5 +69,28 @@ describe.runIf(cuda.usable)(`CUDA vs CPU on ${cuda.devices[0]?.name ?? 'no devic
     const c = native.lossGradSync({ ...args, backend: 'cpu' });
     expect(Math.abs(g.loss - c.loss) / Math.abs(c.loss)).toBeLessThan(1e-5);
     expect(maxRelDiff(g.gradW!, c.gradW!)).toBeLessThan(1e-4);
+  });
+
+  it('OTLM fit on cuda learns the same W as the CPU engine (same seeded batches, Adam and SGD/Nesterov)', async () => {
+    const val = logits(1500, 20, 11);
+    for (const opts of [
+      { optimizer: 'adam', lr: 0.01, batchSize: 500, iterations: 8, grad: 'unrolled', bias: { trainCounts: Array.from({ length: 20 }, (_, j) => 200 >> (j >> 2)) } },
+      { optimizer: 'sgd', lr: 0.2, momentum: 0.9, nesterov: true, batchSize: 1500, iterations: 5, grad: 'envelope' },
+    ] as const) {
+      const common = { lambda: 0.3, sinkhornIters: 20, tol: 0, weightDecay: 1e-3, seed: 3, ...opts };
+      const g = new OTLM({ ...common, backend: 'cuda' });
+      const c = new OTLM({ ...common, backend: 'cpu' });
+      const rg = await g.fit(val);
+      const rc = await c.fit(val);
+      expect(rg.backend).toBe('cuda');
+      expect(maxRelDiff(Float32Array.from(rg.losses), Float32Array.from(rc.losses))).toBeLessThan(1e-4);
+      expect(maxRelDiff(g.weights, c.weights)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('an overflowing update is refused on cuda as on the CPU, and W is kept', async () => {
+    const val = logits(400, 8, 12);
+    const m = new OTLM({ backend: 'cuda', optimizer: 'sgd', lr: 1e38, lambda: 0.5, sinkhornIters: 5, batchSize: 400, iterations: 3, seed: 1 });
+    await expect(m.fit(val)).rejects.toBeInstanceOf(OtlmDivergenceError);
   });
 });
