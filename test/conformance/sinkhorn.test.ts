@@ -19,12 +19,19 @@ import { longTailedLogits, nativeSinkhornUnavailable, rng } from '../methods/nat
 
 const noNative = nativeSinkhornUnavailable();
 const cudaUsable = noNative === null && info().cuda.usable;
-const candidates: Array<{ backend: Backend; runs: boolean; why: string }> = [
+const tfjs = info().tfjs;
+// plainOnly: the backend runs plain Sinkhorn only and must refuse overrelax/epsScaling (OTLM_ENOTSUP).
+// float32: the backend computes in float32 throughout (tfjs), so its column error has a floor near
+// 1e-7: cases that ask for less are skipped on it, its plans are held to 5e-5 and its iteration
+// counts to 10% + 15 (the last digits of a float32 error decide when it crosses tol).
+interface Candidate { backend: Backend; runs: boolean; why: string; plainOnly?: boolean; float32?: boolean }
+const candidates: Candidate[] = [
   { backend: 'cpu', runs: noNative === null, why: noNative ?? '' },
   { backend: 'cuda', runs: cudaUsable, why: cudaUsable ? '' : `no usable CUDA library (${info().cuda.reason ?? 'not built'})` },
+  { backend: 'tfjs', runs: tfjs.available, why: tfjs.reason ?? '', plainOnly: true, float32: true },
 ];
 for (const c of candidates) if (!c.runs) console.warn(`[skip] conformance on '${c.backend}': ${c.why}`);
-const backends = candidates.filter((c) => c.runs).map((c) => c.backend);
+const backends = candidates.filter((c) => c.runs);
 
 const dataDir = fileURLToPath(new URL('../../data/fmnist-lt/', import.meta.url));
 const realLogits: Matrix | undefined = existsSync(`${dataDir}test_logits.npy`) ? readMatrix(`${dataDir}test_logits.npy`) : undefined;
@@ -91,12 +98,13 @@ function centredDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-function compare(c: Case, ref: SinkhornResult, got: SinkhornResult): void {
+function compare(c: Case, ref: SinkhornResult, got: SinkhornResult, cand: Candidate): void {
   const n = c.opts.maxIter ?? 0;
   expect(got.converged).toBe(ref.converged);
   if (ref.converged) {
     // Iteration counts within 10% (or 2 iterations, for solves that take a handful).
-    expect(Math.abs(got.iterations - ref.iterations)).toBeLessThanOrEqual(Math.max(2, 0.1 * ref.iterations));
+    const slack = Math.max(2, 0.1 * ref.iterations) + (cand.float32 ? 15 : 0);
+    expect(Math.abs(got.iterations - ref.iterations)).toBeLessThanOrEqual(slack);
   } else {
     expect(got.iterations).toBe(n);
   }
@@ -104,7 +112,7 @@ function compare(c: Case, ref: SinkhornResult, got: SinkhornResult): void {
   const Q = got.plan!;
   let d = 0;
   for (let t = 0; t < P.length; t++) d = Math.max(d, Math.abs(P[t] - Q[t]));
-  expect(d / maxAbs(P)).toBeLessThanOrEqual(1e-5);
+  expect(d / maxAbs(P)).toBeLessThanOrEqual(cand.float32 ? 5e-5 : 1e-5);
   // Same predictions, except rows whose two best plan entries tie to float32 precision.
   const k = P.length / ref.predictions!.length;
   for (let i = 0; i < ref.predictions!.length; i++) {
@@ -118,16 +126,22 @@ function compare(c: Case, ref: SinkhornResult, got: SinkhornResult): void {
   if (c.opts.trace) expect(got.trace!.length).toBe(ref.trace!.length);
 }
 
-describe.each(backends.map((b) => [b]))('conformance: %s against the float64 reference', (backend) => {
+describe.each(backends.map((b) => [b.backend, b]))('conformance: %s against the float64 reference', (backend, cand) => {
   for (const c of cases) {
-    it(c.name, async () => {
+    const accelerated = (c.opts.overrelax ?? 1) > 1 || (c.opts.epsScaling ?? 0) > 0;
+    it(c.name, async (ctx) => {
+      if (cand.float32 && (c.opts.tol ?? 1) > 0 && (c.opts.tol ?? 1) < 1e-6) ctx.skip(); // below its float32 floor
       const cost = c.cost();
       const opts = { ...c.opts, plan: true, predictions: true } as const;
+      if (cand.plainOnly && accelerated) {
+        await expect(sinkhorn(cost, { ...opts, backend })).rejects.toMatchObject({ code: 'OTLM_ENOTSUP' });
+        return;
+      }
       const ref = await sinkhorn(cost, { ...opts, backend: 'reference' });
       const got = await sinkhorn(cost, { ...opts, backend });
       expect(got.backend).toBe(backend);
       console.log(`${backend} ${c.name}: ${got.iterations} iterations (reference ${ref.iterations}), error ${got.error.toExponential(2)}`);
-      compare(c, ref, got);
+      compare(c, ref, got, cand);
     }, 120_000);
   }
 
@@ -139,7 +153,7 @@ describe.each(backends.map((b) => [b]))('conformance: %s against the float64 ref
     const ref = await sinkhorn(cost, { ...base, warmStart, backend: 'reference' });
     const got = await sinkhorn(cost, { ...base, warmStart, backend });
     expect(ref.iterations).toBeLessThanOrEqual(2);
-    compare({ name: 'warm', cost: () => cost, opts: base }, ref, got);
+    compare({ name: 'warm', cost: () => cost, opts: base }, ref, got, cand);
   });
 
   it('cancellation: an aborted solve rejects with AbortError on every backend', async () => {
