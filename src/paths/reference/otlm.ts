@@ -19,6 +19,7 @@
  * - `envelope`: ∂L/∂M = Y/B (Danskin: exact once Sinkhorn has converged), then through log_softmax.
  * Both end with dL/dW = Φᵀ dL/dA.
  */
+import { logSumExp, referenceSinkhorn } from './sinkhorn.js';
 
 /** A row-major matrix in float32 or float64 (the reference accepts both). */
 export interface RefMatrix {
@@ -57,15 +58,6 @@ export interface OtlmReferenceResult {
   /** Final potentials: f^S (length B) and g^{S−1} (length K). */
   f: Float64Array;
   g: Float64Array;
-}
-
-function lse(v: Float64Array): number {
-  let m = -Infinity;
-  for (let i = 0; i < v.length; i++) if (v[i] > m) m = v[i];
-  if (m === -Infinity || !Number.isFinite(m)) return m;
-  let s = 0;
-  for (let i = 0; i < v.length; i++) s += Math.exp(v[i] - m);
-  return m + Math.log(s);
 }
 
 function check(input: OtlmReferenceInput): { b: number; k: number } {
@@ -107,47 +99,27 @@ export function otlmLossGradReference(input: OtlmReferenceInput): OtlmReferenceR
       for (let q = 0; q < k; q++) a += P[i * k + q] * w[q * k + j];
       row[j] = a;
     }
-    const l = lse(row);
+    const l = logSumExp(k, (j) => row[j]);
     for (let j = 0; j < k; j++) logZ[i * k + j] = row[j] - l;
   }
   const M = (i: number, j: number): number => -logZ[i * k + j];
-  const c = new Float64Array(k);
-  const logc = new Float64Array(k);
-  for (let j = 0; j < k; j++) {
-    c[j] = b * mu[j];
-    logc[j] = Math.log(c[j]);
-  }
+  const c = Float64Array.from({ length: k }, (_, j) => b * mu[j]);
 
-  // Forward: F[t−1] = f^t (t = 1..S), G[t] = g^t (t = 0..S−1).
+  // Forward: the reference Sinkhorn (the driver's algorithm, plain steps, stop at T or error < tol),
+  // recording F[t−1] = f^t and G[t−1] = g^{t−1} (t = 1..S) after every row pass.
   const F: Float64Array[] = [];
-  const G: Float64Array[] = [new Float64Array(k)];
-  const colv = new Float64Array(b);
-  let S = 0;
-  let error = 0;
-  for (let t = 1; t <= T; t++) {
-    const gp = G[t - 1];
-    const f = new Float64Array(b);
-    for (let i = 0; i < b; i++) {
-      for (let j = 0; j < k; j++) row[j] = (gp[j] - M(i, j)) / lam;
-      f[i] = -lam * lse(row);
-    }
-    F.push(f);
-    S = t;
-    error = 0;
-    for (let j = 0; j < k; j++) {
-      let s = 0;
-      for (let i = 0; i < b; i++) s += Math.exp((f[i] + gp[j] - M(i, j)) / lam);
-      error += Math.abs(s - c[j]);
-    }
-    error /= b;
-    if (t === T || (tol > 0 && error < tol)) break;
-    const g = new Float64Array(k);
-    for (let j = 0; j < k; j++) {
-      for (let i = 0; i < b; i++) colv[i] = (f[i] - M(i, j)) / lam;
-      g[j] = lam * logc[j] - lam * lse(colv);
-    }
-    G.push(g);
-  }
+  const G: Float64Array[] = [];
+  const cost = new Float64Array(b * k);
+  for (let q = 0; q < b * k; q++) cost[q] = -logZ[q];
+  const sk = referenceSinkhorn({
+    x: cost, n: b, k, inputKind: 'cost', lambda: lam, maxIter: T, tol, colMarginal: c,
+    onRowPass: (_t, f, g) => {
+      F.push(Float64Array.from(f));
+      G.push(Float64Array.from(g));
+    },
+  });
+  const S = sk.iterations;
+  const error = sk.error;
   const fS = F[S - 1];
   const gS = G[S - 1];
 

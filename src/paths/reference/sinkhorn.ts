@@ -60,6 +60,11 @@ export interface ReferenceSinkhornInput {
   plan?: boolean | Float32Array | Float64Array;
   /** Return argmax_j Y_ij per row (first maximum on ties). */
   predictions?: boolean;
+  /**
+   * Called after every row pass with the iteration, f^t and the g^{t−1} that pass used (the
+   * reference's counterpart of the native driver's hook; the OTLM reference records them there).
+   */
+  onRowPass?: (iteration: number, f: Float64Array, g: Float64Array) => void;
 }
 
 export interface ReferenceSinkhornResult {
@@ -125,7 +130,7 @@ function nonFinite(message: string): Error {
 }
 
 /** log Σ exp(v_t) over the values produced by `at(t)`, t < len, shifted by the maximum. */
-function logSumExp(len: number, at: (t: number) => number): number {
+export function logSumExp(len: number, at: (t: number) => number): number {
   let mx = -Infinity;
   for (let t = 0; t < len; t++) mx = Math.max(mx, at(t));
   if (mx === -Infinity) return -Infinity;
@@ -192,6 +197,7 @@ export function* referenceSinkhornSteps(input: ReferenceSinkhornInput): Generato
       dlse += r[i] * (aOld - f[i] / lam);
       if (hessian) addLaplacian(hessian, f[i], g, M, o, k, lam, r[i]);
     }
+    input.onRowPass?.(it, f, g);
     let e = 0;
     for (let j = 0; j < k; j++) {
       s[j] = logSumExp(n, (i) => (f[i] - M[i * k + j]) / lam);
