@@ -14,6 +14,7 @@
 import type { Matrix } from '../../api/types.js';
 import { checkMatrix, checkNumber, describe, normalizePrior } from '../../api/validate.js';
 import { withTf, type TfBackendName } from './load.js';
+import { columnError, columnLse, rowUpdate } from './sinkhorn.js';
 
 type TF = typeof import('@tensorflow/tfjs');
 type Tensor = import('@tensorflow/tfjs').Tensor;
@@ -67,12 +68,12 @@ function forward(tf: TF, phi: Tensor, W: Tensor, bias: Tensor | null, logc: Tens
   let v: Tensor = tf.zerosLike(cT); // g/λ
   let u: Tensor = v;
   for (let t = 1; t <= T; t++) {
-    u = tf.neg(tf.logSumExp(tf.add(S, v), 1, true));
+    u = rowUpdate(tf, S, v);
     stop.iters = t;
-    const lseCol = tf.logSumExp(tf.add(S, u), 0, true);
+    const lseCol = columnLse(tf, S, u);
     // Reading the error is a host sync; skip it when it cannot stop the loop.
     if (tol > 0 || t === T) {
-      stop.error = tf.sum(tf.abs(tf.sub(tf.exp(tf.add(v, lseCol)), cT))).dataSync()[0] / b;
+      stop.error = columnError(tf, v, lseCol, cT).dataSync()[0] / b;
       if (t === T || stop.error < tol) break;
     }
     v = tf.sub(logc, lseCol);

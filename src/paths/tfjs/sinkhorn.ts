@@ -73,6 +73,27 @@ function positiveVector(name: string, v: unknown, len: number): Float64Array {
 
 const f32 = (a: Float64Array): Float32Array => Float32Array.from(a);
 
+type TF = typeof import('@tensorflow/tfjs');
+type Tensor = import('@tensorflow/tfjs').Tensor;
+
+/**
+ * One Sinkhorn iteration's pieces in scaled potentials (u = f/λ, v = g/λ, S = −M/λ), shared by
+ * this solver and the differentiable OTLM forward (./otlm.ts):
+ * the row update u = log r − LSE_j(S + v), and LSE_i(S + u), which gives both the column sums
+ * exp(v + LSE_i(S + u)) and the next v = log c − LSE_i(S + u).
+ */
+export function rowUpdate(tf: TF, S: Tensor, v: Tensor, logr?: Tensor): Tensor {
+  const l = tf.logSumExp(tf.add(S, v), 1, true);
+  return logr ? tf.sub(logr, l) : tf.neg(l);
+}
+export function columnLse(tf: TF, S: Tensor, u: Tensor): Tensor {
+  return tf.logSumExp(tf.add(S, u), 0, true);
+}
+/** Σ_j |colsum_j − c_j| (a scalar tensor), the column error before dividing by the mass. */
+export function columnError(tf: TF, v: Tensor, lseCol: Tensor, cT: Tensor): Tensor {
+  return tf.sum(tf.abs(tf.sub(tf.exp(tf.add(v, lseCol)), cT)));
+}
+
 /**
  * Log-domain Sinkhorn with TensorFlow.js (see the module comment for the math).
  * Asynchronous only (tfjs is loaded lazily). Same result fields as the native solver.
@@ -142,15 +163,15 @@ export async function tfjsSinkhorn(x: Matrix, opts: TfjsSinkhornOptions = {}): P
           stopIfAborted();
         }
         u?.dispose();
-        u = tf.tidy(() => tf.sub(logr, tf.logSumExp(tf.add(S, v), 1, true)) as import('@tensorflow/tfjs').Tensor2D);
+        u = tf.tidy(() => rowUpdate(tf, S, v, logr) as import('@tensorflow/tfjs').Tensor2D);
         iterations = t;
         const check = t % checkEvery === 0 || t === maxIter;
         const last = t === maxIter;
         // LSE_i(S_ij + u_i) serves both the column sums (error) and the next g update.
-        const lseCol = tf.tidy(() => tf.logSumExp(tf.add(S, u!), 0, true));
+        const lseCol = tf.tidy(() => columnLse(tf, S, u!));
         try {
           if (check) {
-            const errT = tf.tidy(() => tf.sum(tf.abs(tf.sub(tf.exp(tf.add(v, lseCol)), cT))));
+            const errT = tf.tidy(() => columnError(tf, v, lseCol, cT));
             error = (await errT.data())[0] / rowMass;
             errT.dispose();
             if (!Number.isFinite(error))
