@@ -30,8 +30,11 @@ __device__ __forceinline__ void otlm_named_barrier(unsigned id, unsigned count) 
 #else
 #define OTLM_KERNEL(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
 #define OTLM_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+// The asm, not __barrier_sync_count: nvcc 13 lowers that intrinsic to the non-aligned
+// `barrier.sync id, count`, while the kernels were written for (and the PTX keeps) the aligned
+// `bar.sync id, count`, checked with `nvcc -ptx native/cuda/sinkhorn.cu`.
 __device__ __forceinline__ void otlm_named_barrier(unsigned id, unsigned count) {
-  __barrier_sync_count(id, count);
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
 }
 #endif
 
