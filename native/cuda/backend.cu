@@ -38,8 +38,8 @@ otlm_status g_probe_status = OTLM_EDEVICE;
 otlm_error g_probe_err{};
 otlm_backend_info g_info{};  // filled by the probe as far as it gets
 
-// The virtual architectures nvcc compiled this library for, e.g. "compute_90" or
-// "compute_75,compute_90" (from nvcc's __CUDA_ARCH_LIST__ = 750,900).
+// The architectures nvcc compiled this library for (SASS; CMake adds PTX of the newest), e.g. "sm_90" or
+// "sm_75,sm_90" (from nvcc's __CUDA_ARCH_LIST__ = 750,900).
 void arch_list(char* out, size_t cap) {
 #ifdef __CUDA_ARCH_LIST__
   const char* list = OTLM_STR(__CUDA_ARCH_LIST__);
@@ -51,7 +51,7 @@ void arch_list(char* out, size_t cap) {
     bool any = false;
     for (; *p >= '0' && *p <= '9'; ++p) v = v * 10 + (*p - '0'), any = true;
     if (!any) break;
-    int n = std::snprintf(out + o, cap - o, "%scompute_%d", o ? "," : "", v / 10);
+    int n = std::snprintf(out + o, cap - o, "%ssm_%d", o ? "," : "", v / 10);
     if (n < 0) break;
     o += size_t(n);
   }

@@ -65,7 +65,7 @@ export function infoText(i: OtlmInfo): string {
   const versions: string[] = [];
   if (c.driverVersion) versions.push(`driver ${c.driverVersion}`);
   if (c.runtimeVersion) versions.push(`runtime ${c.runtimeVersion}`);
-  if (c.arch && !c.emulated) versions.push(`code for ${c.arch}`);
+  if (c.arch && !c.emulated) versions.push(`built for ${c.arch}`);
   if (c.gemm) versions.push(`GEMM ${c.gemm}`);
   if (versions.length) kv('', versions.join(', '));
   for (const d of c.devices) {

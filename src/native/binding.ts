@@ -47,7 +47,7 @@ export interface NativeCudaInfo {
   device: number | null;
   /** GEMM used: 'otlm-fp32', or 'otlm-tf32' with OTLM_CUDA_TF32=1. */
   gemm: string;
-  /** Virtual architectures compiled in, e.g. 'compute_90'. */
+  /** Architectures compiled in (SASS), e.g. 'sm_75,sm_80,sm_90'. */
   arch: string;
   compiler: string;
   /** Devices present (devices lists at most 16). */

@@ -187,7 +187,7 @@ describe('`otlm info` text for devices this machine may not have', () => {
     cpu: { simd: 'avx2-fma', threads: 16, gemm: 'openblas-static', compiler: 'gcc 12.2.0' },
     cuda: {
       compiled: true, driver: true, usable: true, emulated: false, library: '/p/libotlm_cuda.so',
-      driverVersion: '13.0', runtimeVersion: '13.0', device: 0, gemm: 'otlm-fp32', arch: 'compute_90',
+      driverVersion: '13.0', runtimeVersion: '13.0', device: 0, gemm: 'otlm-fp32', arch: 'sm_90',
       compiler: 'nvcc 13.0, host gcc 12.2.0', deviceCount: 1,
       devices: [{ index: 0, name: 'NVIDIA H200', memoryBytes: 150_109_880_320, computeCapability: '9.0', smCount: 132, tf32: true }],
     },
@@ -197,7 +197,7 @@ describe('`otlm info` text for devices this machine may not have', () => {
   it('a GPU: memory in GiB, sm_90, driver and runtime versions', () => {
     const t = infoText(base);
     expect(t).toContain('device 0: NVIDIA H200, 139.8 GiB, sm_90, 132 SMs, TF32  [in use]');
-    expect(t).toContain('driver 13.0, runtime 13.0, code for compute_90, GEMM otlm-fp32');
+    expect(t).toContain('driver 13.0, runtime 13.0, built for sm_90, GEMM otlm-fp32');
     expect(t).toContain('(auto → cuda)');
     expect(t).not.toMatch(NO_JUNK);
     expect(t).not.toMatch(/EMULATED/);
