@@ -864,14 +864,15 @@ otlm_status CudaSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowS
 }
 
 // The device's non-finite flag: 1 = a row potential, 2 = a column potential (of a plain step).
+// iteration 0: found at the end of the solve.
 otlm_status CudaSinkhornPasses::check_bad(int bad, int iteration, double lambda, otlm_error* err) {
-  if (bad == 1)
-    return fail(err, OTLM_ENONFINITE, "sinkhorn: a row potential became non-finite by iteration %d (lambda %g)",
+  if (bad != 1 && bad != 2) return OTLM_OK;
+  const char* what = bad == 1 ? "a row" : "a column";
+  if (iteration > 0)
+    return fail(err, OTLM_ENONFINITE, "sinkhorn: %s potential became non-finite by iteration %d (lambda %g)", what,
                 iteration, lambda);
-  if (bad == 2)
-    return fail(err, OTLM_ENONFINITE,
-                "sinkhorn: a column potential became non-finite by iteration %d (lambda %g)", iteration, lambda);
-  return OTLM_OK;
+  return fail(err, OTLM_ENONFINITE, "sinkhorn: %s potential became non-finite during the solve (lambda %g)", what,
+              lambda);
 }
 
 otlm_status CudaSinkhornPasses::residual(double, int, double* resid, otlm_error* err) {
