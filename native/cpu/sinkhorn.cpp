@@ -100,6 +100,7 @@ CpuSinkhornPasses::CpuSinkhornPasses(const SinkhornProblem& pb, const double* f0
     std::copy(g0, g0 + k, g_.begin());
   }
   h_.resize(size_t(k));
+  resid_.resize(size_t(k));
   logc_.resize(size_t(k));
   colsum_.resize(size_t(k));
   errpart_.resize(size_t(ncolblocks_));
@@ -290,10 +291,9 @@ otlm_status CpuSinkhornPasses::residual(double lambda, int, double* resid, otlm_
 
 otlm_status CpuSinkhornPasses::plain_step(double lambda, int iteration, otlm_error* err) {
   const int64_t k = pb_.k;
-  std::vector<double> r(static_cast<size_t>(k));
-  if (otlm_status st = residual(lambda, iteration, r.data(), err)) return st;
+  if (otlm_status st = residual(lambda, iteration, resid_.data(), err)) return st;
   for (int64_t j = 0; j < k; ++j) {
-    const double h = h_[size_t(j)] + r[size_t(j)];
+    const double h = h_[size_t(j)] + resid_[size_t(j)];
     if (!std::isfinite(h))
       return fail(err, OTLM_ENONFINITE,
                   "sinkhorn: column potential g[%lld] became non-finite at iteration %d (lambda %g)",

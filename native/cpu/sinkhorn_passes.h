@@ -57,7 +57,7 @@ class CpuSinkhornPasses final : public driver::Passes {
   double rsum_ = 0;
   bool scanned_ = false;       // the first pass checked x and took the row LSE
   int64_t fallbacks_ = 0;
-  std::vector<double> f_, g_, h_, lse_, logc_, part_, colsum_, errpart_, W_;
+  std::vector<double> f_, g_, h_, resid_, lse_, logc_, part_, colsum_, errpart_, W_;
   std::vector<float> ebuf_;
   std::vector<Chunk> chunks_;
 };

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "otlm/otlm.h"
+#include "check.h"
 
 #ifndef OTLM_CUDA_LIB
 #define OTLM_CUDA_LIB ""
@@ -29,7 +30,6 @@
 
 namespace {
 
-int g_fail = 0, g_checks = 0;
 bool g_quick = false;
 bool g_emulated = false;  // the library is the CPU emulator (native/cuda/emu)
 int g_cc = 0;             // compute capability of the device, 10·major + minor
@@ -37,16 +37,6 @@ std::mt19937_64 g_rng;
 const otlm_backend* CPU = nullptr;
 const otlm_backend* GPU = nullptr;
 
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    ++g_checks;                                            \
-    if (!(cond)) {                                         \
-      ++g_fail;                                            \
-      std::printf("  FAIL %s:%d: ", __FILE__, __LINE__);   \
-      std::printf(__VA_ARGS__);                            \
-      std::printf("\n");                                   \
-    }                                                      \
-  } while (0)
 
 // A size: `full` normally, `quick` under OTLM_TEST_QUICK=1.
 int64_t Q(int64_t full, int64_t quick) { return g_quick ? quick : full; }

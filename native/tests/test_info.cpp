@@ -11,18 +11,8 @@
 #include <string>
 
 #include "otlm/otlm.h"
+#include "check.h"
 
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                                   \
-  do {                                                                     \
-    ++g_checks;                                                            \
-    if (!(cond)) {                                                         \
-      ++g_fail;                                                            \
-      std::fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                   \
-      std::fprintf(stderr, "\n");                                          \
-    }                                                                      \
-  } while (0)
 
 template <size_t N> static bool terminated(const char (&s)[N]) { return std::memchr(s, 0, N) != nullptr; }
 
@@ -124,6 +114,5 @@ static int test_cuda() {
 int main() {
   test_cpu();
   test_cuda();
-  std::printf("%d checks, %d failed\n", g_checks, g_fail);
-  return g_fail ? 1 : 0;
+  return check_summary();
 }

@@ -19,19 +19,10 @@
 #include "cpu_internal.h"
 #include "otlm/otlm.h"
 #include "otlm_kernels.h"
+#include "check.h"
 
 namespace {
 
-int g_failures = 0;
-#define CHECK(cond, ...)                                      \
-  do {                                                        \
-    if (!(cond)) {                                            \
-      ++g_failures;                                           \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                               \
-      std::printf("\n");                                      \
-    }                                                         \
-  } while (0)
 
 // ------------------------------------------------------------------ tiny JSON reader (fixtures only)
 struct Json {
@@ -610,6 +601,5 @@ int main() {
   test_determinism();
   test_training_parity();
   test_bad_input();
-  std::printf(g_failures ? "%d FAILURES\n" : "all passed\n", g_failures);
-  return g_failures ? 1 : 0;
+  return check_summary();
 }

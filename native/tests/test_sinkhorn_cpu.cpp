@@ -15,18 +15,8 @@
 
 #include "otlm/otlm.h"
 #include "simd_exp.h"
+#include "check.h"
 
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                                \
-  do {                                                                  \
-    ++g_checks;                                                         \
-    if (!(cond)) {                                                      \
-      ++g_fail;                                                         \
-      std::fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                \
-      std::fprintf(stderr, "\n");                                       \
-    }                                                                   \
-  } while (0)
 
 static const otlm_backend* B = otlm_cpu_backend();
 
@@ -702,6 +692,5 @@ int main() {
     std::printf("%s %s\n", g_fail == before ? "ok  " : "FAIL", t.name);
     std::fflush(stdout);
   }
-  std::printf("%d checks, %d failed\n", g_checks, g_fail);
-  return g_fail ? 1 : 0;
+  return check_summary();
 }

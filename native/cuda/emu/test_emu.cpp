@@ -15,19 +15,10 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
+#include "../../tests/check.h"
+
 namespace {
 
-int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                 \
-  do {                                                   \
-    ++g_checks;                                          \
-    if (!(cond)) {                                       \
-      ++g_fail;                                          \
-      std::printf("  FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                          \
-      std::printf("\n");                                 \
-    }                                                    \
-  } while (0)
 
 #define LAUNCH(grid, block, smem, ...) ::otlm_emu::launcher(grid, block, smem, 0, #__VA_ARGS__, __VA_ARGS__)
 
@@ -379,6 +370,5 @@ int main() {
       if (all) std::printf("  %s: aborted with\n    %s", c.what, err.substr(0, err.find('\n') + 1).c_str());
     }
   }
-  std::printf("%d checks, %d failed\n", g_checks, g_fail);
-  return g_fail ? 1 : 0;
+  return check_summary();
 }
