@@ -54,10 +54,63 @@ function osError(file: string, e: unknown, doing: string): IoError {
   return new IoError('io', file, `${file}: cannot ${doing}: ${reason}`, { cause: e });
 }
 
+/*
+ * Temp files are `.<base>.<pid>.<12 hex>.tmp` next to the target. <base> is the
+ * target's name cut to TMP_BASE_MAX UTF-8 bytes (never inside a character), so
+ * that the temp name fits NAME_MAX (255 bytes) for any pid up to 10 digits even
+ * when the target's own name is 255 bytes long. The cut does not depend on the
+ * pid, so a later write of the same target can recognise its stale temp files.
+ */
+const NAME_MAX = 255;
+const TMP_BASE_MAX = NAME_MAX - '.'.length - '.4294967295.000000000000.tmp'.length;
+
+function tmpBase(name: string): string {
+  if (Buffer.byteLength(name) <= TMP_BASE_MAX) return name;
+  let out = '';
+  let n = 0;
+  for (const ch of name) {
+    n += Buffer.byteLength(ch);
+    if (n > TMP_BASE_MAX) break;
+    out += ch;
+  }
+  return out;
+}
+
+function pidIsGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH'; // EPERM: alive, someone else's
+  }
+}
+
+/**
+ * A writer killed between creating its temp file and moving it into place
+ * (SIGKILL, OOM killer, power loss) leaves the temp file behind. Before writing,
+ * remove the temp files of this target (same naming scheme, same <base>) whose
+ * writer pid no longer exists. A live pid, ours included (worker threads), is
+ * never touched. Best effort: failures here never fail the write.
+ */
+function removeStaleTemps(dir: string, base: string): void {
+  const prefix = `.${base}.`;
+  let names: fs.Dirent[];
+  try { names = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }
+  for (const d of names) {
+    if (!d.isFile() || !d.name.startsWith(prefix)) continue;
+    const m = /^(\d{1,10})\.[0-9a-f]{12}\.tmp$/.exec(d.name.slice(prefix.length));
+    const pid = m ? Number(m[1]) : 0;
+    if (pid > 0 && pid !== process.pid && pidIsGone(pid)) {
+      try { fs.unlinkSync(path.join(dir, d.name)); } catch { /* raced with another cleaner */ }
+    }
+  }
+}
+
 /**
  * Write `bytes` to `file` atomically. Refuses (kind `exists`) to replace an
  * existing file unless `force`, and (kind `is-input`) to write onto any of
- * `opts.inputs`. On any failure the temporary file is removed.
+ * `opts.inputs`. On any failure the temporary file is removed; temp files
+ * left by killed writers of the same target are removed too (see above).
  */
 export function writeFileAtomic(file: string, bytes: Uint8Array, opts: AtomicWriteOptions = {}): void {
   assertNotInput(file, opts.inputs);
@@ -68,7 +121,9 @@ export function writeFileAtomic(file: string, bytes: Uint8Array, opts: AtomicWri
   if (st && !opts.force) throw new IoError('exists', file, `${file}: already exists; use --force to replace it`);
 
   const dir = path.dirname(abs);
-  const tmp = path.join(dir, `.${path.basename(abs)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const base = tmpBase(path.basename(abs));
+  removeStaleTemps(dir, base);
+  const tmp = path.join(dir, `.${base}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
     try {

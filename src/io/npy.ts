@@ -44,8 +44,14 @@ interface PyTuple { t: 'tuple'; items: PyValue[] }
 interface PyList { t: 'list'; items: PyValue[] }
 interface PyDict { t: 'dict'; entries: Map<string, PyValue> }
 
+/** Nesting a real header never needs; deeper input would otherwise overflow the stack (a RangeError, not an IoError). */
+const MAX_DEPTH = 32;
+const INT_RE = /[-+]?\d+L?/y; // 'L': Python 2 long, seen in old files
+const FLOAT_TAIL_RE = /[.eE]/y;
+
 class LiteralParser {
   private i = 0;
+  private depth = 0;
   constructor(private readonly s: string, private readonly file: string) {}
 
   parseTop(): PyValue {
@@ -67,9 +73,12 @@ class LiteralParser {
     this.ws();
     const c = this.s[this.i];
     if (c === undefined) this.fail('unexpected end of header');
-    if (c === '{') return this.dict();
-    if (c === '(') return this.seq(')', 'tuple');
-    if (c === '[') return this.seq(']', 'list');
+    if (c === '{' || c === '(' || c === '[') {
+      if (++this.depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH} levels`);
+      const v = c === '{' ? this.dict() : c === '(' ? this.seq(')', 'tuple') : this.seq(']', 'list');
+      this.depth--;
+      return v;
+    }
     if (c === "'" || c === '"') return this.str();
     if (/[-+0-9]/.test(c)) return this.num();
     for (const [word, v] of [['True', true], ['False', false], ['None', null]] as const) {
@@ -136,11 +145,14 @@ class LiteralParser {
     }
   }
 
+  // Sticky regexes: no slice per number, so a long header parses in linear time.
   private num(): number {
-    const m = /^[-+]?\d+L?/.exec(this.s.slice(this.i)); // 'L': Python 2 long, seen in old files
+    INT_RE.lastIndex = this.i;
+    const m = INT_RE.exec(this.s);
     if (!m) this.fail(`bad number at offset ${this.i}`);
     this.i += m[0].length;
-    if (/^[.eE]/.test(this.s.slice(this.i))) this.fail(`only integers are expected in a header (offset ${this.i})`);
+    FLOAT_TAIL_RE.lastIndex = this.i;
+    if (FLOAT_TAIL_RE.test(this.s)) this.fail(`only integers are expected in a header (offset ${this.i})`);
     const v = Number(m[0].replace('L', ''));
     if (!Number.isSafeInteger(v)) this.fail(`integer ${m[0]} is too large`);
     return v;
@@ -176,12 +188,30 @@ function parseDescr(file: string, descr: PyValue): { descr: string; kind: NpyKin
   return { descr, kind: kindChar as NpyKind, itemSize, littleEndian: order !== '>' };
 }
 
+/** numpy itself refuses headers over 10000 bytes by default; this is far beyond any real header. */
+export const NPY_HEADER_MAX = 1 << 20;
+
+/** What a `.npy` header says: everything but the data. */
+export interface NpyHeader {
+  descr: string;
+  kind: NpyKind;
+  itemSize: number;
+  littleEndian: boolean;
+  shape: number[];
+  version: [number, number];
+  size: number;
+  /** Offset of the data, and the data's length in bytes as the shape and dtype imply. */
+  dataStart: number;
+  nbytes: number;
+}
+
 /**
- * Parse the bytes of a `.npy` file. `file` is only used in error messages.
- * Throws `IoError` (kind `bad-input`) for anything that is not a supported
- * C-order numeric array whose data length matches its shape.
+ * Parse a `.npy` header from the first bytes of a file. With `partial`,
+ * returns undefined when `bytes` ends before the header does (used to check a
+ * compressed member's declared size against its shape before inflating it).
  */
-export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
+export function parseNpyHeader(bytes: Uint8Array, file: string, partial = false): NpyHeader | undefined {
+  if (partial && bytes.length < 12) return undefined;
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw badInput(file, 'not a .npy file (bad magic; expected the bytes \\x93NUMPY at the start)');
   }
@@ -195,12 +225,22 @@ export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
   if (bytes.length < 8 + lenBytes) throw badInput(file, 'truncated .npy header');
   const headerLen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
   const start = 8 + lenBytes;
+  // Checked before the length check so a lying length cannot make a caller wait for (or allocate) it.
+  if (headerLen > NPY_HEADER_MAX) {
+    throw badInput(file, `corrupt .npy header: its length field says ${headerLen} bytes; at most ${NPY_HEADER_MAX} are accepted`);
+  }
   if (start + headerLen > bytes.length) {
+    if (partial) return undefined;
     throw badInput(file, `truncated .npy header: header says ${headerLen} bytes but the file has ${bytes.length - start} after it`);
   }
   const headerBytes = bytes.subarray(start, start + headerLen);
   // 1.0 and 2.0 headers are latin-1; 3.0 allows UTF-8 (e.g. unicode field names).
-  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1', { fatal: major === 3 }).decode(headerBytes);
+  let header: string;
+  try {
+    header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1', { fatal: major === 3 }).decode(headerBytes);
+  } catch {
+    throw badInput(file, 'corrupt .npy header: not valid UTF-8 (format 3.0)');
+  }
   const parsed = new LiteralParser(header, file).parseTop();
   if (parsed === null || typeof parsed !== 'object' || parsed.t !== 'dict') {
     throw badInput(file, `corrupt .npy header: expected a dict literal, got ${JSON.stringify(header.trim().slice(0, 80))}`);
@@ -225,21 +265,31 @@ export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
     throw badInput(file, `Fortran-order (column-major) arrays are not supported; expected C order ` +
       `(save with np.save(path, np.ascontiguousarray(a)))`);
   }
-  let size = 1;
+  // An empty dimension makes the array empty however large the others are.
+  let size = shape.includes(0) ? 0 : 1;
   for (const n of shape) {
+    if (size === 0) break;
     size *= n;
-    if (!Number.isSafeInteger(size)) throw badInput(file, `shape (${shape.join(', ')}) is too large`);
+    if (!Number.isSafeInteger(size * dt.itemSize)) throw badInput(file, `shape (${shape.join(', ')}) is too large`);
   }
-  const dataStart = start + headerLen;
-  const nbytes = size * dt.itemSize;
+  return { ...dt, shape, version: [major, minor], size, dataStart: start + headerLen, nbytes: size * dt.itemSize };
+}
+
+/**
+ * Parse the bytes of a `.npy` file. `file` is only used in error messages.
+ * Throws `IoError` (kind `bad-input`) for anything that is not a supported
+ * C-order numeric array whose data length matches its shape.
+ */
+export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
+  const { dataStart, nbytes, ...h } = parseNpyHeader(bytes, file)!;
   const have = bytes.length - dataStart;
   if (have < nbytes) {
-    throw badInput(file, `truncated data: shape (${shape.join(', ')}) of ${dt.descr} needs ${nbytes} bytes, file has ${have}`);
+    throw badInput(file, `truncated data: shape (${h.shape.join(', ')}) of ${h.descr} needs ${nbytes} bytes, file has ${have}`);
   }
   if (have > nbytes) {
-    throw badInput(file, `data length mismatch: shape (${shape.join(', ')}) of ${dt.descr} needs ${nbytes} bytes, file has ${have}`);
+    throw badInput(file, `data length mismatch: shape (${h.shape.join(', ')}) of ${h.descr} needs ${nbytes} bytes, file has ${have}`);
   }
-  return { file, ...dt, shape, version: [major, minor], data: bytes.subarray(dataStart), size };
+  return { file, ...h, data: bytes.subarray(dataStart) };
 }
 
 // ---------------------------------------------------------------------------

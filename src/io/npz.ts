@@ -1,31 +1,38 @@
 /**
  * NumPy `.npz` archives: a zip of `.npy` members, one per array, named
  * `<name>.npy` (np.savez stores them uncompressed, np.savez_compressed with
- * DEFLATE). Zip handling is fflate's; this module only maps names to arrays.
+ * DEFLATE). Reading goes through the strict reader in zip.ts (CRC-32, sizes
+ * and inflation capped by the `.npy` header's shape); writing is fflate's.
  */
-import { unzipSync, zipSync, type Zippable } from 'fflate';
+import { zipSync, type Zippable } from 'fflate';
 import { badInput } from './errors.js';
-import { encodeNpy, parseNpy, type NpyArray, type NpyWritable } from './npy.js';
+import { encodeNpy, parseNpy, parseNpyHeader, type NpyArray, type NpyWritable } from './npy.js';
+import { extractZipEntry, readZipEntries, type SizeFromPrefix, type ZipEntry } from './zip.js';
 
 /** Fixed timestamp so that writing the same arrays gives the same bytes. */
 const ZIP_MTIME = new Date(1980, 0, 2, 0, 0, 0);
 
-function unzip(bytes: Uint8Array, file: string, want: (name: string) => boolean): Record<string, Uint8Array> {
+function entries(bytes: Uint8Array, file: string): ZipEntry[] {
   if (bytes.length < 4 || bytes[0] !== 0x50 || bytes[1] !== 0x4b) {
     throw badInput(file, 'not a .npz file (expected a zip archive starting with "PK")');
   }
-  try {
-    return unzipSync(bytes, { filter: (f) => want(f.name) });
-  } catch (e) {
-    throw badInput(file, `corrupt .npz (zip) archive: ${(e as Error).message}`);
-  }
+  return readZipEntries(bytes, file);
+}
+
+/** A `.npy` member's size as its header's shape and dtype imply, from its first inflated bytes. */
+const npySize = (label: string): SizeFromPrefix => (prefix) => {
+  const h = parseNpyHeader(prefix, label, true);
+  return h && { size: h.dataStart + h.nbytes, what: `its .npy header (shape (${h.shape.join(', ')}) of ${h.descr})` };
+};
+
+function readArray(bytes: Uint8Array, file: string, ent: ZipEntry): NpyArray {
+  const label = `${file}:${ent.name.slice(0, -4)}`;
+  return parseNpy(extractZipEntry(bytes, file, ent, npySize(label)), label);
 }
 
 /** All member names of the archive, in archive order. */
 export function listNpzMembers(bytes: Uint8Array, file: string): string[] {
-  const names: string[] = [];
-  unzip(bytes, file, (n) => { names.push(n); return false; });
-  return names;
+  return entries(bytes, file).map((e) => e.name);
 }
 
 /** Names of the arrays in an `.npz` (members ending in `.npy`, suffix removed), in archive order. */
@@ -36,29 +43,30 @@ export function listNpz(bytes: Uint8Array, file: string): string[] {
 /** Read one array by name (`W` or `W.npy`). The error lists the names that exist. */
 export function readNpzArray(bytes: Uint8Array, file: string, name: string): NpyArray {
   const member = name.endsWith('.npy') ? name : `${name}.npy`;
-  const got = unzip(bytes, file, (n) => n === member);
-  const data = got[member];
-  if (!data) {
-    const names = listNpz(bytes, file);
+  const all = entries(bytes, file);
+  const ent = all.find((e) => e.name === member);
+  if (!ent) {
+    const names = all.filter((e) => e.name.endsWith('.npy')).map((e) => e.name.slice(0, -4));
     throw badInput(file, `no array named '${name}' in the archive; it has: ${names.length ? names.join(', ') : '(no arrays)'}`);
   }
-  return parseNpy(data, `${file}:${name.replace(/\.npy$/, '')}`);
+  return readArray(bytes, file, ent);
 }
 
 /** Read every array of an `.npz`, keyed by name. */
 export function readNpzAll(bytes: Uint8Array, file: string): Map<string, NpyArray> {
-  const got = unzip(bytes, file, (n) => n.endsWith('.npy'));
   const out = new Map<string, NpyArray>();
-  for (const [member, data] of Object.entries(got)) {
-    const name = member.slice(0, -4);
-    out.set(name, parseNpy(data, `${file}:${name}`));
+  for (const ent of entries(bytes, file)) {
+    if (ent.name.endsWith('.npy')) out.set(ent.name.slice(0, -4), readArray(bytes, file, ent));
   }
   return out;
 }
 
-/** Raw bytes of a non-array member (e.g. `meta.json`), or undefined when absent. */
+/** Raw bytes of a non-array member (e.g. `meta.json`), an owned copy, or undefined when absent. */
 export function readNpzMember(bytes: Uint8Array, file: string, member: string): Uint8Array | undefined {
-  return unzip(bytes, file, (n) => n === member)[member];
+  const ent = entries(bytes, file).find((e) => e.name === member);
+  if (!ent) return undefined;
+  const data = extractZipEntry(bytes, file, ent);
+  return ent.method === 0 ? data.slice() : data; // stored members come back as views into `bytes`
 }
 
 export interface NpzArrayInput {

@@ -1,11 +1,13 @@
 import * as fs from 'node:fs';
 import fsCjs from 'node:fs'; // the mutable CommonJS object: spied on, then synced into ESM namespaces
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { writeFileAtomic } from '../../src/io/atomic.js';
 import { IoError } from '../../src/io/errors.js';
-import { tmpDir } from './helpers.js';
+import { REPO, tmpDir } from './helpers.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -130,5 +132,115 @@ describe('writeFileAtomic', () => {
     syncBuiltinESMExports();
     expect(fs.readFileSync(f, 'utf8')).toBe('racer');
     expect(listing(d)).toEqual(['out.npy']);
+  });
+});
+
+describe('writeFileAtomic: long names and stale temp files', () => {
+  afterEach(() => { vi.restoreAllMocks(); syncBuiltinESMExports(); });
+
+  /** Run a write while recording the temp path it opens. */
+  function tempNameOf(f: string, data: Uint8Array): string {
+    let tmp = '';
+    const realOpen = fsCjs.openSync;
+    vi.spyOn(fsCjs, 'openSync').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
+      if (String(p).endsWith('.tmp')) tmp = String(p);
+      return (realOpen as (...a: unknown[]) => number)(p, ...rest);
+    }) as typeof fs.openSync);
+    syncBuiltinESMExports();
+    writeFileAtomic(f, data);
+    vi.restoreAllMocks();
+    syncBuiltinESMExports();
+    return path.basename(tmp);
+  }
+
+  it.each([
+    ['a 255-byte ASCII name', 'a'.repeat(251) + '.npy'],
+    ['a 253-byte name of 3-byte characters', '語'.repeat(83) + '.npy'],
+    ['a 255-byte name mixing 1-, 2- and 4-byte characters', 'é'.repeat(60) + '😀'.repeat(30) + 'x'.repeat(11) + '.npy'],
+  ])('%s can be written; the temp name stays within 255 bytes and whole characters', (_, name) => {
+    expect(Buffer.byteLength(name)).toBeGreaterThan(250);
+    expect(Buffer.byteLength(name)).toBeLessThanOrEqual(255);
+    const d = tmpDir();
+    const f = path.join(d, name);
+    const tmp = tempNameOf(f, bytes('long'));
+    expect(fs.readFileSync(f, 'utf8')).toBe('long');
+    expect(listing(d)).toEqual([name]);
+    expect(Buffer.byteLength(tmp)).toBeLessThanOrEqual(255);
+    expect(tmp).not.toContain('\ufffd');
+    // recognisably the target's: a dot, then the name cut on a character boundary
+    const base = tmp.replace(/\.\d+\.[0-9a-f]{12}\.tmp$/, '').slice(1);
+    expect(name.startsWith(base)).toBe(true);
+    expect(Buffer.byteLength(base)).toBeGreaterThan(200);
+  });
+
+  it('a short name keeps the plain temp name .NAME.<pid>.<hex>.tmp', () => {
+    const d = tmpDir();
+    expect(tempNameOf(path.join(d, 'out.npy'), bytes('x'))).toMatch(new RegExp(`^\\.out\\.npy\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`));
+  });
+
+  /**
+   * A child process writes 16 MiB through the compiled io module (lib/, built
+   * by `npm run build:ts`) with write() slowed to 1 MiB per call and stalled
+   * after the second call, so the SIGKILL lands mid-write, deterministically.
+   */
+  async function killMidWrite(f: string, force: boolean): Promise<string> {
+    const lib = pathToFileURL(path.join(REPO, 'lib/io/index.js')).href;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `
+      import fs from 'node:fs';
+      import { syncBuiltinESMExports } from 'node:module';
+      const real = fs.writeSync;
+      let calls = 0;
+      fs.writeSync = (fd, buf, off, len, ...rest) => {
+        if (++calls > 2) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // stall forever
+        return real(fd, buf, off, Math.min(len, 1 << 20), ...rest);
+      };
+      syncBuiltinESMExports();
+      const { writeFileAtomic } = await import(${JSON.stringify(lib)});
+      writeFileAtomic(${JSON.stringify(f)}, new Uint8Array(16 << 20).fill(7), { force: ${force} });
+    `], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (c) => { stderr += c; });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+    const dir = path.dirname(f);
+    const isTemp = (n: string) => n.startsWith(`.${path.basename(f)}.${child.pid}.`) && n.endsWith('.tmp');
+    let tmp: string | undefined;
+    for (let t = 0; t < 1000 && !tmp; t++) { // up to ~20 s on a loaded machine
+      tmp = fs.readdirSync(dir).find((n) => isTemp(n) && fs.statSync(path.join(dir, n)).size >= 2 << 20);
+      if (!tmp) await new Promise((r) => setTimeout(r, 20));
+      if (child.exitCode !== null) throw new Error(`child exited early: ${stderr}`);
+    }
+    expect(tmp, stderr).toBeDefined();
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+    return tmp!;
+  }
+
+  it('kill -9 mid-write: never a partial output; the next write of that file removes the stale temp', async () => {
+    const d = tmpDir();
+    const f = path.join(d, 'logits.npy');
+    const stale = await killMidWrite(f, false);
+    expect(fs.existsSync(f)).toBe(false); // absent, not partial
+    expect(fs.statSync(path.join(d, stale)).size).toBe(2 << 20); // the killed writer's leftover
+    // a temp file of a live process (ours) and another file's stale temp are left alone
+    const live = `.logits.npy.${process.pid}.0123456789ab.tmp`;
+    const other = `.other.npy.${stale.split('.')[3]}.0123456789ab.tmp`;
+    fs.writeFileSync(path.join(d, live), 'live');
+    fs.writeFileSync(path.join(d, other), 'other');
+    const full = new Uint8Array(3 << 20).fill(9);
+    writeFileAtomic(f, full);
+    expect(Buffer.from(fs.readFileSync(f)).equals(Buffer.from(full))).toBe(true);
+    expect(listing(d)).toEqual([live, other, 'logits.npy'].sort());
+  });
+
+  it('kill -9 mid-write over an existing file (force) leaves the old content complete', async () => {
+    const d = tmpDir();
+    const f = path.join(d, 'model.npz');
+    fs.writeFileSync(f, 'old complete content');
+    const stale = await killMidWrite(f, true);
+    expect(fs.readFileSync(f, 'utf8')).toBe('old complete content');
+    expect(listing(d)).toEqual([stale, 'model.npz'].sort());
+    writeFileAtomic(f, bytes('new'), { force: true });
+    expect(fs.readFileSync(f, 'utf8')).toBe('new');
+    expect(listing(d)).toEqual(['model.npz']);
   });
 });

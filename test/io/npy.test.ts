@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { encodeNpy, npyToFloat32, npyToFloat64, npyToInt32, parseNpy } from '../../src/io/npy.js';
+import { encodeNpy, npyToFloat32, npyToFloat64, npyToInt32, parseNpy, parseNpyHeader } from '../../src/io/npy.js';
 import { IoError } from '../../src/io/errors.js';
 import { EXPECTED, expectedValues, fix, makeNpy } from './helpers.js';
 
@@ -102,6 +102,36 @@ describe('parseNpy rejections', () => {
     rejects(makeNpy("{'descr': '<f4', 'fortran_order': 0, 'shape': (3, 4), }", data12), 'x.npy', /'fortran_order' must be True or False/);
     rejects(makeNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), } junk", data12), 'x.npy', /unexpected text after the header/);
     rejects(makeNpy("{'descr': 'f4', 'fortran_order': False, 'shape': (3, 4), }", data12), 'x.npy', /has no byte order/);
+  });
+  it('huge shapes: an overflowing product is refused before any allocation; an empty dimension makes any shape empty', () => {
+    rejects(makeNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (1073741824, 1073741824, 1073741824), }", data12), 'x.npy', /shape \(1073741824, 1073741824, 1073741824\) is too large/);
+    rejects(makeNpy("{'descr': '<f8', 'fortran_order': False, 'shape': (4503599627370496, 2), }", data12), 'x.npy', /is too large/);
+    rejects(makeNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 1), }", data12), 'x.npy', /integer 99999999999999999999 is too large/);
+    // numpy saves np.empty((0, 2**40, 2**40)) fine: 0 elements, 0 bytes
+    const e = parseNpy(makeNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776, 0), }", new Uint8Array(0)), 'e.npy');
+    expect(e.size).toBe(0);
+    expect(npyToFloat32(e).length).toBe(0);
+  });
+  it('deeply nested header literals are an IoError, not a stack overflow', () => {
+    const deep = '('.repeat(60000) + ')'.repeat(60000);
+    rejects(makeNpy(`{'descr': '<f4', 'fortran_order': False, 'shape': ${deep}, }`, data12, 2), 'x.npy', /corrupt \.npy header: nesting deeper than 32 levels/);
+    rejects(makeNpy(`{'descr': ${'['.repeat(100000)}`, data12, 2), 'x.npy', /nesting deeper than 32 levels/);
+  });
+  it('a header longer than 1 MiB is refused (numpy itself stops at 10000 bytes)', () => {
+    const pad = ' '.repeat(1 << 20);
+    rejects(makeNpy(`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }${pad}`, data12, 2), 'x.npy', /its length field says \d+ bytes; at most 1048576 are accepted/);
+    // a lying length field is refused as such, not waited for
+    const b = Uint8Array.from(makeNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", data12, 2));
+    new DataView(b.buffer).setUint32(8, 0xfffffff0, true);
+    rejects(b, 'x.npy', /at most 1048576 are accepted/);
+  });
+  it('a prefix of a header parses only once the header is complete (used for compressed .npz members)', () => {
+    const full = makeNpy("{'descr': '>f8', 'fortran_order': False, 'shape': (3, 4), }", new Uint8Array(96));
+    expect(parseNpyHeader(full.subarray(0, 11), 'x.npy', true)).toBeUndefined();
+    expect(parseNpyHeader(full.subarray(0, 100), 'x.npy', true)).toBeUndefined();
+    const h = parseNpyHeader(full.subarray(0, 128), 'x.npy', true)!;
+    expect([h.descr, h.shape, h.dataStart, h.nbytes, h.littleEndian]).toEqual(['>f8', [3, 4], 128, 96, false]);
+    expect(() => parseNpyHeader(new Uint8Array(20), 'x.npy', true)).toThrow(/bad magic/);
   });
   it('accepts Python 2 style long shapes and double-quoted strings', () => {
     const a = parseNpy(makeNpy('{"descr": "<f4", "fortran_order": False, "shape": (3L, 4L)}', data12), 'old.npy');
