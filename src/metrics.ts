@@ -79,14 +79,28 @@ export function metrics(
   if (typeof labels !== 'object' || labels === null || typeof labels.length !== 'number' || labels.length < 1)
     throw new TypeError(`labels must be a non-empty array of class indices, got ${describe(labels)}`);
   const n = labels.length;
-  const y = checkLabels('labels', labels, n, k);
-  const p = checkLabels('predictions', predictions, n, k);
+  // K is trainCounts' length, so a class beyond it may as well be a short trainCounts: name both.
+  if (o.probabilities !== undefined) {
+    checkMatrix('probabilities', o.probabilities, { rows: n });
+    const c = o.probabilities.cols;
+    if (c !== k)
+      throw new RangeError(`trainCounts has length ${k} but probabilities has ${c} columns: trainCounts must have length ${c} (one entry per class), or probabilities must have ${k} columns`);
+  }
+  const y = checkLabels('labels', labels, n);
+  const p = checkLabels('predictions', predictions, n);
+  let top = -1;
+  let first: string | undefined;
+  for (let i = 0; i < n; i++) {
+    if (first === undefined && (y[i] >= k || p[i] >= k)) first = y[i] >= k ? `labels[${i}]` : `predictions[${i}]`;
+    top = Math.max(top, y[i], p[i]);
+  }
+  if (first !== undefined)
+    throw new RangeError(`trainCounts has length ${k} but the classes go up to ${top}: trainCounts must have one entry per class (length >= ${top + 1}), or ${first} must be an integer class index in [0, ${k})`);
   const many = o.manyThreshold === undefined ? 100 : checkNumber(`${fn}: manyThreshold`, o.manyThreshold);
   const few = o.fewThreshold === undefined ? 20 : checkNumber(`${fn}: fewThreshold`, o.fewThreshold);
   if (few > many) throw new RangeError(`${fn}: fewThreshold (${few}) must be <= manyThreshold (${many})`);
   const mu = o.targetPrior === undefined ? new Float64Array(k).fill(1 / k) : normalizePrior(`${fn}: targetPrior`, o.targetPrior, k);
   const bins = o.eceBins === undefined ? 15 : checkNumber(`${fn}: eceBins`, o.eceBins, { integer: true, min: 1 });
-  if (o.probabilities !== undefined) checkMatrix('probabilities', o.probabilities, { rows: n, cols: k });
 
   const support = new Int32Array(k);
   const hits = new Int32Array(k);

@@ -57,4 +57,17 @@ describe('metrics', () => {
     // default 15 bins: (0.8, 0.8667] .85; (0.7333, 0.8] .75; (0.6, 0.6667] .62; (0.5333, 0.6] .55 — one per bin again
     expect(metrics([0, 0, 0, 1], labels2, [5, 5], { probabilities }).ece).toBeCloseTo(0.4325, 6);
   });
+
+  it('trainCounts of the wrong length is named, with the length expected (issue 13)', () => {
+    expect(() => metrics([0, 1, 2], [0, 1, 2], [1, 2])).toThrow(new RangeError(
+      'trainCounts has length 2 but the classes go up to 2: trainCounts must have one entry per class (length >= 3), ' +
+      'or labels[2] must be an integer class index in [0, 2)'));
+    expect(() => metrics([0, 3, 1], [0, 1, 1], [1, 2])).toThrow(/^trainCounts has length 2 .* \(length >= 4\), or predictions\[1\] must be/);
+    const probabilities = { data: new Float32Array(9).fill(1 / 3), rows: 3, cols: 3 };
+    expect(() => metrics([0, 1, 1], [0, 1, 1], [1, 2], { probabilities }))
+      .toThrow(/^trainCounts has length 2 but probabilities has 3 columns: trainCounts must have length 3/);
+    // A label that is wrong by itself is the label's fault only.
+    expect(() => metrics([0, 1], [0, -1], [1, 2])).toThrow(/^labels\[1\] must be an integer class index/);
+    expect(() => metrics([0, 1.5], [0, 1], [1, 2])).toThrow(/^predictions\[1\] must be an integer class index/);
+  });
 });

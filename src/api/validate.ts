@@ -64,8 +64,8 @@ export function normalizePrior(name: string, v: unknown, k: number, opts: { allo
   return out;
 }
 
-/** Integer class labels in [0, k), one per row. */
-export function checkLabels(name: string, v: unknown, n: number, k: number): Int32Array {
+/** Integer class labels in [0, k), one per row (k undefined: any int32 >= 0; the caller checks K). */
+export function checkLabels(name: string, v: unknown, n: number, k?: number): Int32Array {
   if (typeof v !== 'object' || v === null || typeof (v as ArrayLike<number>).length !== 'number')
     throw new TypeError(`${name} must be an array of integer labels, got ${describe(v)}`);
   const a = v as ArrayLike<number>;
@@ -73,20 +73,68 @@ export function checkLabels(name: string, v: unknown, n: number, k: number): Int
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const x = a[i];
-    if (!Number.isInteger(x) || x < 0 || x >= k)
-      throw new RangeError(`${name}[${i}] must be an integer class index in [0, ${k}), got ${x}`);
+    if (!Number.isInteger(x) || x < 0 || x >= (k ?? 2 ** 31))
+      throw new RangeError(`${name}[${i}] must be an integer class index in [0, ${k ?? 2 ** 31}), got ${x}`);
     out[i] = x;
   }
   return out;
 }
 
-export function checkNumber(name: string, v: unknown, opts: { min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean } = {}): number {
+/** Bounds of a number: finite always; `integer`, `min`/`max` (inclusive unless `exclusiveMin`/`exclusiveMax`). */
+export interface NumberRange { min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean; integer?: boolean }
+
+export function checkNumber(name: string, v: unknown, opts: NumberRange = {}): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${name} must be a finite number, got ${String(v)}`);
   if (opts.integer && !Number.isInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
   if (opts.min !== undefined && (opts.exclusiveMin ? !(v > opts.min) : !(v >= opts.min)))
     throw new RangeError(`${name} must be ${opts.exclusiveMin ? '>' : '>='} ${opts.min}, got ${v}`);
-  if (opts.max !== undefined && !(v <= opts.max)) throw new RangeError(`${name} must be <= ${opts.max}, got ${v}`);
+  if (opts.max !== undefined && (opts.exclusiveMax ? !(v < opts.max) : !(v <= opts.max)))
+    throw new RangeError(`${name} must be ${opts.exclusiveMax ? '<' : '<='} ${opts.max}, got ${v}`);
   return v;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+/** OTLM_MAX_THREADS (native/core/include/otlm/otlm.h): the most worker threads any native entry accepts. */
+export const MAX_THREADS = 4096;
+
+/**
+ * The numeric hyper-parameters, each checked with this one range wherever it enters: the method
+ * and OTLM options, model files (OTLM.load) and the CLI flags. Every range equals or is stricter
+ * than the native check (native/core/src/validate.cpp, native/addon: counts are int32, threads
+ * ≤ OTLM_MAX_THREADS), so nothing accepted here is refused by the engine later.
+ */
+export const HYPER = {
+  lambda: { min: 0, exclusiveMin: true },
+  tol: { min: 0 },
+  maxIter: { integer: true, min: 1, max: INT32_MAX },
+  checkEvery: { integer: true, min: 1, max: INT32_MAX },
+  threads: { integer: true, min: 0, max: MAX_THREADS }, // 0 = all cores
+  epsScaling: { min: 0, max: 1, exclusiveMax: true }, // 0 = off
+  overrelax: { min: 1, max: 2, exclusiveMax: true },
+  newtonIter: { integer: true, min: 1, max: INT32_MAX },
+  tau: { min: 0 }, // τ < 0 would push predictions towards the head classes
+  sinkhornIters: { integer: true, min: 1, max: INT32_MAX },
+  lr: { min: 0, exclusiveMin: true },
+  weightDecay: { min: 0 },
+  momentum: { min: 0, max: 1, exclusiveMax: true },
+  beta1: { min: 0, max: 1, exclusiveMax: true },
+  beta2: { min: 0, max: 1, exclusiveMax: true },
+  eps: { min: 0, exclusiveMin: true },
+  batchSize: { integer: true, min: 1, max: INT32_MAX }, // rows travel as Int32Array
+  iterations: { integer: true, min: 1, max: INT32_MAX },
+  epochs: { integer: true, min: 1, max: INT32_MAX },
+  seed: { integer: true, min: 0, max: 2 ** 32 - 1 }, // uint32
+  patience: { integer: true, min: 1, max: INT32_MAX },
+  minDelta: { min: 0 },
+  scheduleEvery: { integer: true, min: 1, max: INT32_MAX },
+  scheduleGamma: { min: 0, max: 1, exclusiveMin: true }, // a decay: lr·γ^s stays finite
+} as const satisfies Record<string, NumberRange>;
+
+export type HyperName = keyof typeof HYPER;
+
+/** Checks hyper-parameter `key`, reported under `name` (e.g. 'options.threads', '--max-iter'). */
+export function checkHyper(name: string, key: HyperName, v: unknown): number {
+  return checkNumber(name, v, HYPER[key]);
 }
 
 export function describe(v: unknown): string {

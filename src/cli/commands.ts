@@ -8,7 +8,7 @@ import { info } from '../api/info.js';
 import { packageRoot } from '../native/package-root.js';
 import type { Ctx } from './context.js';
 import { inPhase, inputError, runtimeError, usageError } from './errors.js';
-import { normalize, preflightOutputs, readLabelsArg, readLogitsArg, readPriorArg, writeOutputs, type PendingOutput } from './inputs.js';
+import { normalize, preflightOutputs, readLabelsArg, readLogitsArg, readModelArg, readPriorArg, tagged, writeOutputs, type PendingOutput } from './inputs.js';
 import { darp } from '../methods/darp.js';
 import { logitAdjust } from '../methods/la.js';
 import { otCorrect } from '../methods/ot.js';
@@ -17,20 +17,17 @@ import { OTLM, type FitResult, type OtlmPreset, type OtlmProgressEvent } from '.
 import { defined } from './options.js';
 import { evaluateAll, ALL_METHODS, type EvalInput, type EvalOutput, type MethodName } from './evaluate.js';
 import { evalJson, evalTable, infoText } from './format.js';
-import { num } from './parse.js';
+import { hyper, shape } from './parse.js';
 import { renderReport, reportDataFrom } from '../report/index.js';
 
 type Opts = Record<string, unknown> & { quiet?: boolean; json?: boolean; force?: boolean };
 
-const pos = (flag: string) => num(flag, (x) => x > 0, 'a number > 0');
-const posInt = (flag: string) => num(flag, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
-const nonNeg = (flag: string) => num(flag, (x) => x >= 0, 'a number >= 0');
-
-const backendOption = () => new Option('--backend <name>', 'where the math runs').choices(['auto', 'cpu', 'cuda', 'tfjs', 'reference']).default('auto');
+// tfjs runs plain Sinkhorn only: `fit` (OTLM) does not offer it.
+const backendOption = (choices = ['auto', 'cpu', 'cuda', 'tfjs', 'reference']) => new Option('--backend <name>', 'where the math runs').choices(choices).default('auto');
 const solverOptions = (c: Command) => c
-  .option('--lambda <x>', 'entropic regularisation λ of the OT solve (paper: 0.005–2)', pos('--lambda'))
-  .option('--max-iter <n>', 'maximum Sinkhorn iterations', posInt('--max-iter'))
-  .option('--tol <x>', 'stop when the column-marginal error ‖Yᵀ1 − Nμ‖₁/N < tol (paper Δ = 1e-3)', pos('--tol'));
+  .option('--lambda <x>', 'entropic regularisation λ of the OT solve (paper: 0.005–2)', hyper('--lambda', 'lambda'))
+  .option('--max-iter <n>', 'maximum Sinkhorn iterations', hyper('--max-iter', 'maxIter'))
+  .option('--tol <x>', 'stop when the column-marginal error ‖Yᵀ1 − Nμ‖₁/N < tol (paper Δ = 1e-3)', hyper('--tol', 'tol'));
 
 /** Bundled Fashion-MNIST-LT data (see data/fmnist-lt/PROVENANCE.md). */
 export function bundledData(): { dir: string; val: string; valLabels: string; test: string; testLabels: string; trainCounts: string } {
@@ -79,7 +76,7 @@ function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
   solverOptions(cmd('correct', 'correct test logits post hoc (LA, OT, OTLM or DARP); write probabilities and/or predictions')
     .addOption(new Option('--method <m>', 'correction method').choices(['la', 'ot', 'otlm', 'darp']).default('ot'))
     .requiredOption('--logits <file>', 'logits N×K (.npy, .npz:NAME, .f32 with --shape, .csv, - for stdin)')
-    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'))
     .option('--train-counts <file>', 'training class counts (length K)')
     .option('--train-prior <file>', 'training class prior (length K; normalised)')
     .option('--target-prior <file>', 'target class prior μ (default uniform)')
@@ -87,7 +84,7 @@ function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
     .option('--val-logits <file>', 'validation logits (fit OTLM here; labeled ones for bbse)')
     .option('--val-labels <file>', 'validation labels (for --estimate-prior bbse)')
     .option('--model <file>', 'a model from `otlm fit` (method otlm)')
-    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', nonNeg('--tau')))
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau')))
     .option('--out <file>', 'corrected probabilities N×K (.npy or .csv; - for stdout)')
     .option('--predictions-out <file>', 'predicted classes (.npy int32 or .csv; - for stdout)')
     .option('--force', 'replace existing output files')
@@ -99,25 +96,25 @@ function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
 function registerFit(cmd: CommandFactory, ctx: Ctx): void {
   cmd('fit', 'learn the OTLM cost map W on unlabeled validation logits; save it as .npz')
     .requiredOption('--logits <file>', 'unlabeled validation logits N×K')
-    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'))
     .requiredOption('--out <file>', 'model file (.npz: W, b, hyper-parameters)')
     .option('--train-counts <file>', 'training class counts (bias b = −log π)')
     .option('--train-prior <file>', 'training class prior (bias b = −log π)')
     .option('--target-prior <file>', 'target class prior μ (default uniform)')
     .addOption(new Option('--preset <name>', "the paper's Appendix C settings").choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
-    .option('--lr <x>', 'learning rate', pos('--lr'))
-    .option('--iterations <n>', 'optimisation steps', posInt('--iterations'))
-    .option('--batch-size <n>', 'rows per mini-batch (full batch when ≥ N)', posInt('--batch-size'))
-    .option('--lambda <x>', 'entropic regularisation λ', pos('--lambda'))
-    .option('--sinkhorn-iters <n>', 'Sinkhorn iterations T per step', posInt('--sinkhorn-iters'))
-    .option('--tol <x>', 'Sinkhorn tolerance Δ', pos('--tol'))
+    .option('--lr <x>', 'learning rate', hyper('--lr', 'lr'))
+    .option('--iterations <n>', 'optimisation steps', hyper('--iterations', 'iterations'))
+    .option('--batch-size <n>', 'rows per mini-batch (full batch when ≥ N)', hyper('--batch-size', 'batchSize'))
+    .option('--lambda <x>', 'entropic regularisation λ', hyper('--lambda', 'lambda'))
+    .option('--sinkhorn-iters <n>', 'Sinkhorn iterations T per step', hyper('--sinkhorn-iters', 'sinkhornIters'))
+    .option('--tol <x>', 'Sinkhorn tolerance Δ', hyper('--tol', 'tol'))
     .addOption(new Option('--grad <mode>', 'gradient through Sinkhorn').choices(['unrolled', 'envelope']))
     .addOption(new Option('--optimizer <name>', 'optimizer').choices(['adam', 'adamw', 'sgd']))
-    .option('--weight-decay <x>', 'L2 weight decay', nonNeg('--weight-decay'))
-    .option('--seed <n>', 'shuffling seed', num('--seed', Number.isInteger, 'an integer'))
+    .option('--weight-decay <x>', 'L2 weight decay', hyper('--weight-decay', 'weightDecay'))
+    .option('--seed <n>', 'shuffling seed', hyper('--seed', 'seed'))
     .option('--force', 'replace an existing model file')
     .option('--json', 'summary as JSON on stdout')
-    .addOption(backendOption())
+    .addOption(backendOption(['auto', 'cpu', 'cuda', 'reference']))
     .action(async (o: Opts) => cmdFit(ctx, o));
 }
 
@@ -125,7 +122,7 @@ function registerEval(cmd: CommandFactory, ctx: Ctx): void {
   const evalCmd = solverOptions(cmd('eval', 'a paper-style table of every method (CE, LA, DARP, OT, OTLM) on labeled test logits'))
     .requiredOption('--logits <file>', 'test logits N×K')
     .requiredOption('--labels <file>', 'test labels (N integers in [0, K))')
-    .option('--shape <rows,cols>', 'shape of raw .f32 logits');
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'));
   addEvalOptions(evalCmd).option('--json', 'results as JSON on stdout')
     .action(async (o: Opts) => {
       const ev = await runEval(ctx, o);
@@ -153,7 +150,7 @@ function registerReport(cmd: CommandFactory, ctx: Ctx): void {
     .requiredOption('--out <file>', 'the HTML file to write')
     .option('--logits <file>', 'test logits (default: the bundled Fashion-MNIST-LT data)')
     .option('--labels <file>', 'test labels')
-    .option('--shape <rows,cols>', 'shape of raw .f32 logits')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'))
     .option('--title <text>', 'report title')
     .option('--force', 'replace an existing file');
   addEvalOptions(reportCmd).action(async (o: Opts) => cmdReport(ctx, o));
@@ -172,11 +169,11 @@ function addEvalOptions(c: Command): Command {
     .option('--target-prior <file>', 'target class prior μ (default uniform)')
     .option('--val-logits <file>', 'unlabeled validation logits to fit OTLM on')
     .option('--model <file>', 'a fitted OTLM model (instead of --val-logits)')
-    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', nonNeg('--tau'))
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau'))
     .option('--methods <list>', `comma-separated subset of ${ALL_METHODS.join(',')}`)
     .addOption(new Option('--preset <name>', 'OTLM preset for the fit').choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
-    .option('--lr <x>', 'OTLM learning rate', pos('--lr'))
-    .option('--iterations <n>', 'OTLM steps', posInt('--iterations'))
+    .option('--lr <x>', 'OTLM learning rate', hyper('--lr', 'lr'))
+    .option('--iterations <n>', 'OTLM steps', hyper('--iterations', 'iterations'))
     .addOption(backendOption());
 }
 
@@ -224,6 +221,9 @@ async function fitProgressBar(ctx: Ctx) {
 async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
   const methods = parseMethods(o.methods);
   if (o.model && o.valLogits) throw usageError('give --model or --val-logits, not both');
+  if (o.backend === 'tfjs' && (o.model || o.valLogits) && (methods ?? ALL_METHODS).includes('OTLM'))
+    throw usageError('--backend tfjs runs OT only; OTLM needs auto, cpu, cuda or reference');
+  const backend = resolveBackend(ctx, o.backend);
   const inp = await inPhase('input', async (): Promise<EvalInput> => {
     const test = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
     const labels = await readLabelsArg(ctx, '--labels', String(o.labels), test.rows, test.cols);
@@ -235,14 +235,14 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
       val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
       if (val.cols !== test.cols) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${test.cols}`);
     }
-    if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
+    const model = o.model ? readModelArg('--model', String(o.model), test.cols, backend) : undefined;
     // Without flags OTLM runs with its defaults: the paper's CIFAR-100-LT settings (Appendix C).
     const fit = fitOverrides(o);
     if (o.preset) (fit as Record<string, unknown>).preset = o.preset;
     return {
-      test, labels, trainCounts, targetPrior, val, model: o.model as string | undefined, methods,
+      test, labels, trainCounts, targetPrior, val, model, methods,
       lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined,
-      tau: o.tau as number | undefined, backend: resolveBackend(ctx, o.backend), fit,
+      tau: o.tau as number | undefined, backend, fit,
     };
   });
   const bar = await fitProgressBar(ctx);
@@ -270,6 +270,7 @@ function checkCorrectFlags(o: Opts): void {
   if (method === 'otlm' && !o.model && !o.valLogits) throw usageError('--method otlm needs --model FILE (from `otlm fit`) or --val-logits to fit on');
   if (o.estimatePrior === 'bbse' && !(o.valLogits && o.valLabels)) throw usageError('--estimate-prior bbse needs labeled validation data: --val-logits and --val-labels');
   if (o.json && (o.out === '-' || o.predictionsOut === '-')) throw usageError("--json prints on stdout, so no output may be '-'");
+  if (method === 'otlm' && o.backend === 'tfjs') throw usageError('--backend tfjs runs OT only; --method otlm needs auto, cpu, cuda or reference');
 }
 
 interface CorrectInputs {
@@ -279,31 +280,44 @@ interface CorrectInputs {
   targetPrior?: Float64Array;
   val?: Matrix;
   valLabels?: Int32Array;
+  model?: OTLM;
+  /** From --estimate-prior: the estimate, also the target prior. */
+  estimated?: Float64Array;
+  backend: Backend;
 }
 
-async function readCorrectInputs(ctx: Ctx, o: Opts): Promise<CorrectInputs> {
-    const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
-    const k = logits.cols;
-    let trainPrior: Float64Array | undefined;
-    if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
-    if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
-    let targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
-    let val: Matrix | undefined;
-    let valLabels: Int32Array | undefined;
-    if (o.valLogits) {
-      val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
-      if (val.cols !== k) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${k}`);
-      if (o.valLabels) valLabels = await readLabelsArg(ctx, '--val-labels', String(o.valLabels), val.rows, k);
-    }
-    if (o.model && !fs.existsSync(String(o.model))) throw inputError(`--model: ${o.model}: no such file`);
-    return { logits, k, trainPrior, targetPrior, val, valLabels };
+/** Reads and checks every input of `correct`, including the model and the estimated prior: their failures are the inputs' fault (exit 2). */
+async function readCorrectInputs(ctx: Ctx, o: Opts, backend: Backend): Promise<CorrectInputs> {
+  const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
+  const k = logits.cols;
+  let trainPrior: Float64Array | undefined;
+  if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
+  if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
+  let targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
+  let val: Matrix | undefined;
+  let valLabels: Int32Array | undefined;
+  if (o.valLogits) {
+    val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
+    if (val.cols !== k) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${k}`);
+    if (o.valLabels) valLabels = await readLabelsArg(ctx, '--val-labels', String(o.valLabels), val.rows, k);
+  }
+  const model = o.model ? readModelArg('--model', String(o.model), k, backend) : undefined;
+  let estimated: Float64Array | undefined;
+  if (o.estimatePrior) {
+    const method = o.estimatePrior as 'em' | 'bbse';
+    estimated = tagged(`--estimate-prior ${method}`, () => estimatePrior(logits, trainPrior!, defined({
+      method, validation: val && valLabels ? { logits: val, labels: valLabels } : undefined,
+    })).prior);
+    targetPrior = normalize(estimated);
+  }
+  return { logits, k, trainPrior, targetPrior, val, valLabels, model, estimated, backend };
 }
 
 /** Runs the chosen correction on the test logits. */
 async function applyMethod(ctx: Ctx, o: Opts, inp: CorrectInputs, targetPrior: Float64Array | undefined):
   Promise<{ probabilities: Matrix; predictions: Int32Array; detail: Record<string, unknown> }> {
   const method = String(o.method);
-  const common = { lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined, backend: resolveBackend(ctx, o.backend) };
+  const common = { lambda: o.lambda as number | undefined, maxIter: o.maxIter as number | undefined, tol: o.tol as number | undefined, backend: inp.backend };
   let probabilities: Matrix;
   let predictions: Int32Array;
   const detail: Record<string, unknown> = {};
@@ -320,7 +334,7 @@ async function applyMethod(ctx: Ctx, o: Opts, inp: CorrectInputs, targetPrior: F
     Object.assign(detail, { iterations: r.iterations, error: r.error, converged: r.converged, classOffsets: Array.from(r.classOffsets) });
   } else {
     let model: OTLM;
-    if (o.model) model = await OTLM.load(String(o.model));
+    if (inp.model) model = inp.model;
     else {
       const opts = defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
       model = new OTLM(opts);
@@ -345,23 +359,14 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
     { option: '--predictions-out', spec: o.predictionsOut as string | undefined, formats: ['npy', 'csv'] },
   ], inputs, force);
 
-  const inp = await inPhase('input', () => readCorrectInputs(ctx, o));
+  const backend = resolveBackend(ctx, o.backend);
+  const inp = await inPhase('input', () => readCorrectInputs(ctx, o, backend));
 
   const t0 = performance.now();
   const res = await inPhase('compute', async () => {
-    let targetPrior = inp.targetPrior;
-    let estimated: Float64Array | undefined;
-    if (o.estimatePrior) {
-      const est = estimatePrior(inp.logits, inp.trainPrior!, defined({
-        method: o.estimatePrior as 'em' | 'bbse',
-        validation: inp.val && inp.valLabels ? { logits: inp.val, labels: inp.valLabels } : undefined,
-      }));
-      estimated = est.prior;
-      targetPrior = normalize(estimated);
-    }
-    const { probabilities, predictions, detail } = await applyMethod(ctx, o, inp, targetPrior);
+    const { probabilities, predictions, detail } = await applyMethod(ctx, o, inp, inp.targetPrior);
     checkFiniteResult(`--method ${method}`, probabilities);
-    return { probabilities, predictions, detail, targetPrior, estimated };
+    return { probabilities, predictions, detail, targetPrior: inp.targetPrior, estimated: inp.estimated };
   });
   const seconds = (performance.now() - t0) / 1000;
 

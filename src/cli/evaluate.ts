@@ -23,8 +23,8 @@ export interface EvalInput {
   targetPrior?: Float64Array;
   /** Unlabeled validation logits to fit OTLM on. */
   val?: Matrix;
-  /** A saved OTLM model (instead of fitting). */
-  model?: string;
+  /** A loaded OTLM model, checked against the test logits (instead of fitting). */
+  model?: OTLM;
   methods?: MethodName[];
   lambda?: number;
   maxIter?: number;
@@ -123,7 +123,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
       let model: OTLM;
       const curve: OtlmProgressEvent[] = [];
       if (inp.model) {
-        model = await OTLM.load(inp.model);
+        model = inp.model;
       } else {
         const { preset, ...over } = inp.fit ?? {};
         const opts = defined({ trainPrior: trainCounts, targetPrior: mu, backend: inp.backend, ...over });

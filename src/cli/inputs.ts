@@ -1,7 +1,8 @@
 /** Reading the CLI's inputs and planning its outputs (checked before any compute). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Matrix } from '../api/types.js';
+import type { Backend, Matrix } from '../api/types.js';
+import { OTLM } from '../train/otlm.js';
 import { readLabels, readMatrix, readVector, writeMatrix, writeVector, parseSpec } from '../io/matrix.js';
 import { assertNotInput, writeFileAtomic } from '../io/atomic.js';
 import { IoError } from '../io/errors.js';
@@ -9,7 +10,7 @@ import { inputError, usageError } from './errors.js';
 import type { Ctx } from './context.js';
 
 /** Prefix an io error with the option it came from: `--logits: x.npy: no such file`. */
-function tagged<T>(option: string, fn: () => T): T {
+export function tagged<T>(option: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
@@ -49,6 +50,13 @@ export async function readPriorArg(ctx: Ctx, option: string, spec: string, k: nu
     if (!(v[j]! > 0)) throw inputError(`${option}: ${spec}: entry ${j} is ${v[j]}; every class needs a count or probability > 0`);
   }
   return v;
+}
+
+/** A model from `otlm fit`, read and checked against the logits' K as an input (exit 2 naming the file). */
+export function readModelArg(option: string, spec: string, k: number, backend: Backend): OTLM {
+  const model = tagged(option, () => OTLM.load(spec, { backend }));
+  if (model.numClasses !== k) throw inputError(`${option}: ${spec}: the model has K = ${model.numClasses} classes but the logits have ${k}`);
+  return model;
 }
 
 export const normalize = (v: ArrayLike<number>): Float64Array => {

@@ -7,7 +7,7 @@
  * See ./errors.ts for what falls in each class.
  */
 import { Command, CommanderError } from 'commander';
-import { Ctx, type CliIo } from './context.js';
+import { Ctx, type CliIo, type WritableLike } from './context.js';
 import { EXIT_OK, EXIT_USAGE, asCliError } from './errors.js';
 import { registerCommands } from './commands.js';
 import { packageVersion } from '../native/package-root.js';
@@ -49,6 +49,8 @@ function buildProgram(ctx: Ctx): Command {
  * exit code: 0 ok, 1 usage, 2 bad input, 3 runtime. Never throws, never exits.
  */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  guardClosedPipe(io.stdout);
+  guardClosedPipe(io.stderr);
   const ctx = new Ctx(io);
   let program: Command;
   try {
@@ -77,6 +79,23 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     return err.exitCode;
   }
+}
+
+const guarded = new WeakSet<object>();
+
+/**
+ * A reader that goes away (`otlm correct --out - | head -c 100`) ends the output quietly, as in
+ * other Unix tools: EPIPE, and the failed writes after it, are ignored without a message, and the
+ * run keeps its exit code. The listener stays for the stream's life, because the error of the last
+ * write arrives after runCli has returned; other stream errors are rethrown as if it were absent.
+ */
+function guardClosedPipe(s: WritableLike): void {
+  const em = s as unknown as Partial<NodeJS.EventEmitter>;
+  if (typeof em.on !== 'function' || guarded.has(s)) return;
+  guarded.add(s);
+  em.on('error', (e: NodeJS.ErrnoException) => {
+    if (e?.code !== 'EPIPE' && e?.code !== 'ERR_STREAM_DESTROYED') throw e;
+  });
 }
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();

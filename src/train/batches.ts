@@ -60,5 +60,6 @@ export type Schedule = 'constant' | 'cosine' | { type: 'step'; every: number; ga
 export function scheduledLr(schedule: Schedule, lr: number, s: number, steps: number): number {
   if (schedule === 'constant') return lr;
   if (schedule === 'cosine') return steps <= 1 ? lr : 0.5 * lr * (1 + Math.cos((Math.PI * s) / steps));
-  return lr * Math.pow(schedule.gamma, Math.floor(s / schedule.every));
+  // Floored at the smallest double: a long decay must not underflow to lr = 0, which the engine refuses.
+  return Math.max(lr * Math.pow(schedule.gamma, Math.floor(s / schedule.every)), Number.MIN_VALUE);
 }

@@ -13,7 +13,7 @@
  * Backend 'reference' runs the float64 TypeScript loss/gradient and a TS optimizer instead (tests).
  */
 import type { Backend, Matrix, PriorInput } from '../api/types.js';
-import { checkMatrix, checkNumber, describe, normalizePrior } from '../api/validate.js';
+import { checkHyper, checkMatrix, describe, normalizePrior, type HyperName } from '../api/validate.js';
 import type { NativeBinding, NativeStepReport, NativeTrainer } from '../native/binding.js';
 import { nativeOrReference } from '../native/backend.js';
 import { otCorrect, type CorrectionResult, type OtCorrectAsyncOptions } from '../methods/ot.js';
@@ -22,6 +22,7 @@ import { otlmLossGradReference } from '../paths/reference/otlm.js';
 import { BatchPlanner, scheduledLr, type Schedule } from './batches.js';
 import { TsOptimizer } from './optim.js';
 import { MODEL_FORMAT, MODEL_VERSION, readModel, writeModel } from './model-file.js';
+import { IoError } from '../io/errors.js';
 
 export type { Schedule } from './batches.js';
 
@@ -199,56 +200,49 @@ function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]
   return v as T;
 }
 
-function int(name: string, v: unknown, min: number): number {
-  return checkNumber(name, v, { integer: true, min });
-}
-
-/** The hyper-parameters of OtlmOptions, checked, with their defaults (the paper's CIFAR-100-LT settings). */
+/** The hyper-parameters of OtlmOptions, checked (src/api/validate.ts HYPER), with their defaults (the paper's CIFAR-100-LT settings). */
 function parseHyper(o: OtlmOptions): OtlmHyper {
-  const num = (name: keyof OtlmOptions, def: number, opts: Parameters<typeof checkNumber>[2]): number =>
-    o[name] === undefined ? def : checkNumber(`options.${name}`, o[name], opts);
+  const num = (name: keyof OtlmOptions & HyperName, def: number): number =>
+    o[name] === undefined ? def : checkHyper(`options.${name}`, name, o[name]);
   if (o.iterations !== undefined && o.epochs !== undefined) throw new RangeError('OTLM: give options.iterations or options.epochs, not both');
   const schedule = o.schedule ?? 'constant';
   if (typeof schedule === 'object' && schedule !== null) {
     if (schedule.type !== 'step') throw new RangeError(`options.schedule.type must be 'step', got ${describe(schedule.type)}`);
-    int('options.schedule.every', schedule.every, 1);
-    checkNumber('options.schedule.gamma', schedule.gamma, { min: 0, exclusiveMin: true });
+    checkHyper('options.schedule.every', 'scheduleEvery', schedule.every);
+    checkHyper('options.schedule.gamma', 'scheduleGamma', schedule.gamma);
   } else oneOf('options.schedule', schedule, ['constant', 'cosine'] as const);
   let earlyStopping: OtlmHyper['earlyStopping'] = null;
   if (o.earlyStopping !== undefined) {
     if (typeof o.earlyStopping !== 'object' || o.earlyStopping === null) throw new TypeError(`options.earlyStopping must be { patience, minDelta? }, got ${describe(o.earlyStopping)}`);
     earlyStopping = {
-      patience: int('options.earlyStopping.patience', o.earlyStopping.patience, 1),
-      minDelta: o.earlyStopping.minDelta === undefined ? 0 : checkNumber('options.earlyStopping.minDelta', o.earlyStopping.minDelta, { min: 0 }),
+      patience: checkHyper('options.earlyStopping.patience', 'patience', o.earlyStopping.patience),
+      minDelta: o.earlyStopping.minDelta === undefined ? 0 : checkHyper('options.earlyStopping.minDelta', 'minDelta', o.earlyStopping.minDelta),
     };
   }
   const backend = oneOf('options.backend', o.backend ?? 'auto', ['auto', 'cpu', 'cuda', 'reference'] as const);
-  const hyper: OtlmHyper = {
-    lambda: num('lambda', 0.1, { min: 0, exclusiveMin: true }),
-    sinkhornIters: o.sinkhornIters === undefined ? 200 : int('options.sinkhornIters', o.sinkhornIters, 1),
-    tol: num('tol', 1e-3, { min: 0 }),
+  return {
+    lambda: num('lambda', 0.1),
+    sinkhornIters: num('sinkhornIters', 200),
+    tol: num('tol', 1e-3),
     grad: oneOf('options.grad', o.grad ?? 'unrolled', ['unrolled', 'envelope'] as const),
     optimizer: oneOf('options.optimizer', o.optimizer ?? 'adam', ['adam', 'adamw', 'sgd'] as const),
-    lr: num('lr', 1e-3, { min: 0, exclusiveMin: true }),
-    weightDecay: num('weightDecay', 1e-3, { min: 0 }),
-    momentum: num('momentum', 0.9, { min: 0 }),
+    lr: num('lr', 1e-3),
+    weightDecay: num('weightDecay', 1e-3),
+    momentum: num('momentum', 0.9),
     nesterov: o.nesterov === undefined ? false : typeof o.nesterov === 'boolean' ? o.nesterov : (() => { throw new TypeError(`options.nesterov must be a boolean, got ${describe(o.nesterov)}`); })(),
-    beta1: num('beta1', 0.9, { min: 0 }),
-    beta2: num('beta2', 0.999, { min: 0 }),
-    eps: num('eps', 1e-8, { min: 0, exclusiveMin: true }),
-    batchSize: o.batchSize === undefined ? 10000 : int('options.batchSize', o.batchSize, 1),
-    iterations: o.epochs !== undefined ? null : o.iterations === undefined ? 20 : int('options.iterations', o.iterations, 1),
-    epochs: o.epochs === undefined ? null : int('options.epochs', o.epochs, 1),
-    seed: o.seed === undefined ? 0 : checkNumber('options.seed', o.seed, { integer: true, min: 0, max: 4294967295 }),
+    beta1: num('beta1', 0.9),
+    beta2: num('beta2', 0.999),
+    eps: num('eps', 1e-8),
+    batchSize: num('batchSize', 10000),
+    iterations: o.epochs !== undefined ? null : num('iterations', 20),
+    epochs: o.epochs === undefined ? null : num('epochs', 1),
+    seed: num('seed', 0),
     schedule,
     earlyStopping,
     bias: 'none',
     backend,
-    threads: o.threads === undefined ? 0 : int('options.threads', o.threads, 0),
+    threads: num('threads', 0),
   };
-  for (const b of ['momentum', 'beta1', 'beta2'] as const)
-    if (!(hyper[b] < 1)) throw new RangeError(`options.${b} must be < 1, got ${hyper[b]}`);
-  return hyper;
 }
 
 /** The fixed bias b of OtlmOptions (bias or trainPrior): its vector, how it was given, and the option that set K. */
@@ -460,8 +454,9 @@ export class OTLM {
   ): FitResult | Promise<FitResult> {
     const { planner, steps, engine, onProgress, signal } = ctx;
     const h = this.hyper;
-    const losses = new Float64Array(steps);
-    const errors = new Float64Array(steps);
+    // Grown per step, not sized by `steps`: a huge iteration count must not allocate up front.
+    const losses: number[] = [];
+    const errors: number[] = [];
     const t0 = performance.now();
     let done = 0;
     let best = Infinity;
@@ -476,7 +471,7 @@ export class OTLM {
       this.w = w;
       this.trainedSteps = done;
       return {
-        steps: done, losses: losses.slice(0, done), marginalErrors: errors.slice(0, done), finalLoss: done ? losses[done - 1] : NaN,
+        steps: done, losses: Float64Array.from(losses), marginalErrors: Float64Array.from(errors), finalLoss: done ? losses[done - 1] : NaN,
         aborted, stoppedEarly, seconds: (performance.now() - t0) / 1000, backend: engine.name,
       };
     };
@@ -608,9 +603,13 @@ export class OTLM {
     }, opts.force ?? true);
   }
 
-  /** Loads a model saved by `save` (or written by numpy in the same layout); validates every array. */
+  /**
+   * Loads a model saved by `save` (or written by numpy in the same layout); validates every array and
+   * the stored hyper-parameters (a bad file throws an IoError naming it; a bad override, a RangeError).
+   */
   static load(path: string, overrides: Pick<OtlmOptions, 'backend' | 'threads' | 'onProgress' | 'signal'> = {}): OTLM {
     if (typeof path !== 'string' || !path) throw new TypeError(`path must be a non-empty string, got ${describe(path)}`);
+    new OTLM(overrides); // checks the overrides first, so that their errors are not blamed on the file
     const m = readModel(path);
     const o = m.meta.options as Partial<OtlmHyper> & Record<string, unknown>;
     const pick: OtlmOptions = {};
@@ -628,7 +627,7 @@ export class OTLM {
         ...overrides,
       });
     } catch (e) {
-      throw new Error(`${path}: the model's meta.options are invalid: ${(e as Error).message}`, { cause: e });
+      throw new IoError('bad-input', path, `${path}: the model's meta.options are invalid: ${(e as Error).message}`, { cause: e });
     }
     if (o.bias === 'train-prior') model.hyper.bias = 'train-prior';
     model.setWeights(m.w);

@@ -7,7 +7,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DATA, ensureBuilt, f32npy, i32npy, listDir, otlm, readNpy, ROOT, tmpDir } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { BIN, DATA, ensureBuilt, f32npy, i32npy, listDir, otlm, readNpy, ROOT, tmpDir } from './helpers.js';
+import { encodeModel } from '../../src/train/model-file.js';
 
 // Synthetic long-tailed logits: N rows, K classes, head-biased, deterministic.
 const N = 240;
@@ -310,5 +312,95 @@ describe('bad input: exit 2, one error line, no output left behind', () => {
     const r = otlm(['correct', '--logits', path.join(DATA, 'nope.npy')], { env: { OTLM_DEBUG: '1' } });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/\n\s+at /);
+  });
+});
+
+describe('exit codes follow the phase; flags check what the library checks (issue 13)', () => {
+  /** A model file of K classes with the given meta.options (W = I, no bias, uniform μ). */
+  const model = (d: string, name: string, k: number, options: Record<string, unknown> = {}): string => {
+    const file = path.join(d, name);
+    const w = new Float32Array(k * k);
+    for (let j = 0; j < k; j++) w[j * k + j] = 1;
+    fs.writeFileSync(file, encodeModel({
+      w, b: new Float32Array(k), targetPrior: new Float64Array(k).fill(1 / k),
+      meta: { format: 'otlm-model', version: 1, library: 'test', k, trainedSteps: 0, options },
+    }));
+    return file;
+  };
+
+  it('a flag value the library would refuse is a usage error (exit 1) naming the flag', () => {
+    const d = fresh('flags');
+    fs.writeFileSync(path.join(d, 'x.f32'), Buffer.from(Float32Array.from(LOGITS).buffer));
+    const m = path.join(d, 'm.npz');
+    const cases: Array<[string[], RegExp]> = [
+      [['correct', '--logits', logitsPath, '--max-iter', '1e12'], /--max-iter must be <= 2147483647/],
+      [['eval', '--logits', logitsPath, '--labels', labelsPath, '--train-counts', countsPath, '--max-iter', '3e9'], /--max-iter must be <= 2147483647/],
+      [['fit', '--logits', logitsPath, '--out', m, '--sinkhorn-iters', '1e12'], /--sinkhorn-iters must be <= 2147483647/],
+      [['fit', '--logits', logitsPath, '--out', m, '--seed', '-1'], /--seed must be >= 0/],
+      [['fit', '--logits', logitsPath, '--out', m, '--seed', '4294967296'], /--seed must be <= 4294967295/],
+      [['fit', '--logits', logitsPath, '--out', m, '--backend', 'tfjs'], /--backend/],
+      [['correct', '--method', 'otlm', '--logits', logitsPath, '--val-logits', logitsPath, '--backend', 'tfjs'], /--backend tfjs runs OT only/],
+      [['eval', '--logits', logitsPath, '--labels', labelsPath, '--train-counts', countsPath, '--val-logits', logitsPath, '--backend', 'tfjs'], /--backend tfjs runs OT only/],
+      [['correct', '--logits', path.join(d, 'x.f32'), '--shape', 'abc'], /--shape: expected ROWS,COLS/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = otlm(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(r.stderr).toMatch(ERR_LINE);
+      expect(r.stderr).toMatch(msg);
+    }
+    expect(listDir(d)).toEqual(['x.f32']);
+  });
+
+  it('a model with another K than the logits is bad input (exit 2) naming the model file', () => {
+    const d = fresh('model-k');
+    const k5 = model(d, 'k5.npz', 5);
+    const out = path.join(d, 'p.npy');
+    const msg = /^otlm: error: --model: .*k5\.npz: the model has K = 5 classes but the logits have 4\n$/;
+    for (const args of [
+      ['correct', '--method', 'otlm', '--model', k5, '--logits', logitsPath, '--out', out],
+      ['eval', '--model', k5, '--logits', logitsPath, '--labels', labelsPath, '--train-counts', countsPath],
+    ]) {
+      const r = otlm(args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+    expect(listDir(d)).toEqual(['k5.npz']);
+  });
+
+  it('a model file whose options the library refuses (threads 1e9) is bad input (exit 2) naming --model and the file', () => {
+    const d = fresh('model-threads');
+    const f = model(d, 'threads.npz', K, { threads: 1e9 });
+    const r = otlm(['correct', '--method', 'otlm', '--model', f, '--logits', logitsPath, '--out', path.join(d, 'p.npy')]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^otlm: error: --model: .*threads\.npz: the model's meta\.options are invalid: options\.threads must be <= 4096/);
+    expect(listDir(d)).toEqual(['threads.npz']);
+  });
+
+  it('--estimate-prior bbse with single-class validation labels is bad input (exit 2)', () => {
+    const d = fresh('bbse');
+    fs.writeFileSync(path.join(d, 'y0.npy'), i32npy(new Array(N).fill(0)));
+    const r = otlm(['correct', '--logits', logitsPath, '--train-counts', countsPath, '--estimate-prior', 'bbse',
+      '--val-logits', logitsPath, '--val-labels', path.join(d, 'y0.npy'), '--out', path.join(d, 'p.npy')]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^otlm: error: --estimate-prior bbse: .*confusion matrix is singular/);
+    expect(listDir(d)).toEqual(['y0.npy']);
+  });
+
+  it('a reader that closes the pipe early (| head -c 100) ends the run quietly: exit 0, nothing on stderr', async () => {
+    // 4 MB of probabilities overflow the pipe's buffers, so the write is still going when the reader leaves.
+    const d = fresh('pipe');
+    const n = 250_000;
+    fs.writeFileSync(path.join(d, 'big.npy'), f32npy(n, K, Array.from({ length: n * K }, (_, i) => LOGITS[i % LOGITS.length]!)));
+    const child = spawn(process.execPath, [BIN, 'correct', '--method', 'la', '--logits', path.join(d, 'big.npy'),
+      '--train-counts', countsPath, '--out', '-', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTLM_DEBUG: '' } });
+    let stderr = '';
+    let got = 0;
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.stdout.on('data', (b: Buffer) => { got += b.length; if (got >= 100) child.stdout.destroy(); });
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
+    expect(got).toBeGreaterThanOrEqual(100);
+    expect(stderr).toBe('');
+    expect([code, signal]).toEqual([0, null]);
   });
 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { otlmLossGradReference } from '../../src/paths/reference/otlm.js';
 import { OTLM, OtlmDivergenceError } from '../../src/train/otlm.js';
+import { MAX_THREADS } from '../../src/api/validate.js';
 import { loadGradCases, loadTrainCases, nativeOtlmReady, randn, relErr } from './helpers.js';
 
 const ready = await nativeOtlmReady();
@@ -159,5 +160,15 @@ describe.skipIf(!ready)('OTLM class on the native backend', () => {
     expect(err.step).toBeGreaterThan(1);
     expect(m.weights.every(Number.isFinite)).toBe(true);
     expect(m.steps).toBe(err.step - 1);
+  });
+});
+
+describe.skipIf(!ready)('threads: what the TS check accepts, the engine accepts (issue 13)', () => {
+  it('MAX_THREADS fits and corrects on the CPU (trainer, GEMM and Sinkhorn)', async () => {
+    const m = new OTLM({ backend: 'cpu', threads: MAX_THREADS, lambda: 0.5, sinkhornIters: 5, iterations: 2, batchSize: 16 });
+    const x = { data: randn(16 * 3, 5, 2), rows: 16, cols: 3 };
+    await m.fit(x);
+    const r = await m.correct(x);
+    expect(r.predictions.length).toBe(16);
   });
 });

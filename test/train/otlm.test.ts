@@ -12,6 +12,9 @@ import { BatchPlanner, mulberry32, scheduledLr } from '../../src/train/batches.j
 import { TsOptimizer } from '../../src/train/optim.js';
 import { otlmLossGradReference } from '../../src/paths/reference/otlm.js';
 import { encodeNpz } from '../../src/io/npz.js';
+import { IoError } from '../../src/io/errors.js';
+import { encodeModel } from '../../src/train/model-file.js';
+import { MAX_THREADS } from '../../src/api/validate.js';
 import { randn, relErr, tmpDir } from './helpers.js';
 
 const K = 4;
@@ -294,5 +297,59 @@ describe('OTLM save / load', () => {
     // save before any weights: error and no file
     expect(() => new OTLM().save(path.join(dir, 'none.npz'))).toThrow(/no weights yet/);
     expect(fs.existsSync(path.join(dir, 'none.npz'))).toBe(false);
+  });
+});
+
+describe('hyper-parameters: one range for the constructor, model files and load overrides (issue 13)', () => {
+  // A K = 2 model file with the given meta.options, as another tool (or an older otlm) could write it.
+  const modelFile = (dir: string, name: string, options: Record<string, unknown>): string => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, encodeModel({
+      w: new Float32Array([1, 0, 0, 1]), b: new Float32Array(2), targetPrior: new Float64Array([0.5, 0.5]),
+      meta: { format: 'otlm-model', version: 1, library: 'test', k: 2, trainedSteps: 0, options },
+    }));
+    return file;
+  };
+  const thrown = (fn: () => unknown): Error => { try { fn(); } catch (e) { return e as Error; } throw new Error('did not throw'); };
+
+  it('threads beyond the native limit: refused by the constructor, in a model file, and as a load override', () => {
+    expect(() => new OTLM({ threads: 1e9 })).toThrow(new RangeError('options.threads must be <= 4096, got 1000000000'));
+    expect(new OTLM({ threads: MAX_THREADS }).options.threads).toBe(MAX_THREADS);
+    const dir = tmpDir();
+    const e = thrown(() => OTLM.load(modelFile(dir, 'threads.npz', { threads: 1e9 })));
+    expect(e).toBeInstanceOf(IoError);
+    expect(e.message).toMatch(/threads\.npz: the model's meta\.options are invalid: options\.threads must be <= 4096/);
+    // A bad override is the caller's error, not the file's.
+    const o = thrown(() => OTLM.load(modelFile(dir, 'good.npz', {}), { threads: 1e9 }));
+    expect(o).toBeInstanceOf(RangeError);
+    expect(o.message).toBe('options.threads must be <= 4096, got 1000000000');
+  });
+
+  it('every numeric hyper-parameter: the same range in the constructor and in a model file', () => {
+    const dir = tmpDir();
+    const bad: Array<[string, number]> = [
+      ['lambda', 0], ['lambda', -1], ['tol', -1e-3], ['sinkhornIters', 2 ** 31], ['lr', 0], ['weightDecay', -1],
+      ['momentum', 1], ['beta1', 1.5], ['beta2', 1], ['eps', 0], ['batchSize', -4], ['batchSize', 2 ** 31],
+      ['iterations', 2 ** 31], ['seed', -1], ['seed', 2 ** 32], ['threads', -1], ['threads', 4097],
+    ];
+    for (const [key, v] of bad) {
+      expect(() => new OTLM({ [key]: v }), `${key} = ${v}`).toThrow(new RegExp(`^options\\.${key} must be`));
+      expect(() => OTLM.load(modelFile(dir, `${key}.npz`, { [key]: v })), `${key} = ${v} in a file`)
+        .toThrow(new RegExp(`${key}\\.npz: the model's meta\\.options are invalid: options\\.${key} must be`));
+    }
+    expect(() => new OTLM({ schedule: { type: 'step', every: 1, gamma: 2 } })).toThrow(/options\.schedule\.gamma must be <= 1/);
+  });
+
+  it('a long step decay floors lr at the smallest double: the engine refuses lr = 0', () => {
+    expect(scheduledLr({ type: 'step', every: 1, gamma: 1e-200 }, 1e-3, 5, 10)).toBeGreaterThan(0);
+  });
+
+  it('a huge step count (epochs × batches > 2^32) allocates nothing up front (abort after the first step)', async () => {
+    const ac = new AbortController();
+    const { iterations: _, ...small } = SMALL;
+    const r = await new OTLM({ ...small, batchSize: 4, epochs: 2 ** 31 - 1, signal: ac.signal, onProgress: () => ac.abort() }).fit(logits(20, 3));
+    expect(r.aborted).toBe(true);
+    expect(r.steps).toBe(1);
+    expect(r.losses.length).toBe(1);
   });
 });
