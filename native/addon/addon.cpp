@@ -126,10 +126,11 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info, bool async) {
   call->m = integer(o, "m", -1, 1, INT64_MAX);
   call->n = integer(o, "n", -1, 1, INT64_MAX);
   call->kk = integer(o, "kk", -1, 1, INT64_MAX);
-  call->threads = int32_t(integer(o, "threads", 0, 0, 4096));
-  call->a = typed<float>(env, o.Get("a"), "a", call->m * call->kk);
-  call->b = typed<float>(env, o.Get("b"), "b", call->kk * call->n);
-  call->bias = typed<float>(env, o.Get("bias"), "bias", call->n, true);
+  call->threads = int32_t(integer(o, "threads", 0, 0, OTLM_MAX_THREADS));
+  const Access access = async ? Access::Async : Access::Sync;
+  call->a = input<float>(env, o.Get("a"), "a", call->m * call->kk, access);
+  call->b = input<float>(env, o.Get("b"), "b", call->kk * call->n, access);
+  call->bias = input<float>(env, o.Get("bias"), "bias", call->n, access, true);
   auto c = Napi::Float32Array::New(env, size_t(call->m * call->n));
   call->cdata = c.Data();
   call->c = Napi::Reference<Napi::Float32Array>::New(c, 1);

@@ -2,8 +2,8 @@
 //   opts: { backend?, x: Float32Array(n*k), n, k, inputKind?: 'cost'|'logits',
 //           lambda, maxIter, tol, checkEvery, threads?, colMarginal: Float64Array(k),
 //           rowMarginal?: Float64Array(n), f0?: Float64Array(n), g0?: Float64Array(k),
-//           epsScaling?, overrelax?, plan?: boolean | Float32Array(n*k),
-//           predictions?: boolean, traceCap?, cancel?: Int32Array(1) }
+//           epsScaling?, overrelax?, plan?: boolean | Float32Array(n*k) (may be x itself: in place),
+//           predictions?: boolean, traceCap?, cancel?: Int32Array(1) (on a SharedArrayBuffer when async) }
 //   -> { f, g, iterations, error, converged, mode, logFallbacks, trace, seconds, plan?, predictions? }
 #include <napi.h>
 
@@ -20,11 +20,11 @@ struct SinkhornCall {
   otlm_sinkhorn_params p{};
   otlm_sinkhorn_buffers io{};
   otlm_sinkhorn_report rep{};
-  View<float> x, plan_in;
+  View<float> x, plan_out;  // plan_out: a caller-supplied plan array (may be `x` itself: in place)
   View<double> r, c, f0, g0;
   View<int32_t> cancel;
   Napi::Reference<Napi::Float64Array> f, g, trace;
-  Napi::Reference<Napi::Float32Array> plan;
+  Napi::Reference<Napi::Float32Array> plan;  // a plan array the binding made (plan: true)
   Napi::Reference<Napi::Int32Array> pred;
 };
 
@@ -48,17 +48,18 @@ Napi::Value Sinkhorn(const Napi::CallbackInfo& info, bool async) {
   s.p.max_iter = int32_t(integer(o, "maxIter", 1000, INT32_MIN, INT32_MAX));
   s.p.tol = number(o, "tol", 1e-3);
   s.p.check_every = int32_t(integer(o, "checkEvery", 1, INT32_MIN, INT32_MAX));
-  s.p.threads = int32_t(integer(o, "threads", 0, INT32_MIN, INT32_MAX));
+  s.p.threads = int32_t(integer(o, "threads", 0, 0, OTLM_MAX_THREADS));
   s.p.eps_scaling = number(o, "epsScaling", 0);
   s.p.overrelax = number(o, "overrelax", 1);
 
-  s.x = typed<float>(env, o.Get("x"), "x", n * k);
-  s.c = typed<double>(env, o.Get("colMarginal"), "colMarginal", k);
-  s.r = typed<double>(env, o.Get("rowMarginal"), "rowMarginal", n, true);
-  s.f0 = typed<double>(env, o.Get("f0"), "f0", n, true);
-  s.g0 = typed<double>(env, o.Get("g0"), "g0", k, true);
+  const Access access = async ? Access::Async : Access::Sync;
+  s.x = input<float>(env, o.Get("x"), "x", n * k, access);
+  s.c = input<double>(env, o.Get("colMarginal"), "colMarginal", k, access);
+  s.r = input<double>(env, o.Get("rowMarginal"), "rowMarginal", n, access, true);
+  s.f0 = input<double>(env, o.Get("f0"), "f0", n, Access::Sync, true);  // copied into f below
+  s.g0 = input<double>(env, o.Get("g0"), "g0", k, Access::Sync, true);
   if (s.f0.present() != s.g0.present()) throw_type(env, "'f0' and 'g0' must be given together (warm start)");
-  s.cancel = typed<int32_t>(env, o.Get("cancel"), "cancel", 1, true);
+  s.cancel = shared_flag<int32_t>(env, o.Get("cancel"), "cancel", 1, access);
 
   auto f = Napi::Float64Array::New(env, size_t(n));
   auto g = Napi::Float64Array::New(env, size_t(k));
@@ -73,9 +74,11 @@ Napi::Value Sinkhorn(const Napi::CallbackInfo& info, bool async) {
   Napi::Value planv = o.Get("plan");
   float* plan_ptr = nullptr;
   if (planv.IsTypedArray()) {
-    s.plan_in = typed<float>(env, planv, "plan", n * k);
-    plan_ptr = s.plan_in.data;
-    s.plan = Napi::Reference<Napi::Float32Array>::New(planv.As<Napi::Float32Array>(), 1);
+    s.plan_out = output<float>(env, planv, "plan", n * k, access);
+    check_disjoint(env, s.plan_out, "plan", s.x, "x", true);
+    check_disjoint(env, s.plan_out, "plan", s.c, "colMarginal");
+    check_disjoint(env, s.plan_out, "plan", s.r, "rowMarginal");
+    plan_ptr = s.plan_out.data;
   } else if (planv.IsBoolean() && planv.As<Napi::Boolean>().Value()) {
     auto pl = Napi::Float32Array::New(env, size_t(n * k));
     plan_ptr = pl.Data();
@@ -125,6 +128,10 @@ Napi::Value Sinkhorn(const Napi::CallbackInfo& info, bool async) {
         out.Set("seconds", p->rep.seconds);
         out.Set("backend", p->be->name);
         if (!p->plan.IsEmpty()) out.Set("plan", p->plan.Value());
+        if (p->plan_out.present()) {
+          write_back(env, p->plan_out, "plan");
+          out.Set("plan", p->plan_out.ref.Value());
+        }
         if (!p->pred.IsEmpty()) out.Set("predictions", p->pred.Value());
         return out;
       },

@@ -48,7 +48,7 @@ otlm_train_params train_params(Napi::Object o) {
   p.weight_decay = number(o, "weightDecay", 0);
   p.momentum = number(o, "momentum", 0);
   p.nesterov = boolean(o, "nesterov", false) ? 1 : 0;
-  p.threads = int32_t(integer(o, "threads", 0, INT32_MIN, INT32_MAX));
+  p.threads = int32_t(integer(o, "threads", 0, 0, OTLM_MAX_THREADS));
   return p;
 }
 
@@ -83,10 +83,11 @@ Napi::Value LossGrad(const Napi::CallbackInfo& info, bool async) {
   c.p = train_params(o);
   const int64_t k = c.p.k;
   c.b = integer(o, "b", -1, 1, INT64_MAX / k);
-  c.phi = typed<float>(env, o.Get("phi"), "phi", c.b * k);
-  c.w = typed<float>(env, o.Get("w"), "w", k * k);
-  c.bias = typed<float>(env, o.Get("bias"), "bias", k, true);
-  c.mu = typed<double>(env, o.Get("targetPrior"), "targetPrior", k);
+  const Access access = async ? Access::Async : Access::Sync;
+  c.phi = input<float>(env, o.Get("phi"), "phi", c.b * k, access);
+  c.w = input<float>(env, o.Get("w"), "w", k * k, access);
+  c.bias = input<float>(env, o.Get("bias"), "bias", k, access, true);
+  c.mu = input<double>(env, o.Get("targetPrior"), "targetPrior", k, access);
   if (boolean(o, "wantGrad", true)) {
     auto g = Napi::Float32Array::New(env, size_t(k * k));
     c.grad_ptr = g.Data();
@@ -126,9 +127,10 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
     otlm_train_params p = train_params(o);
     k_ = p.k;
     n_ = integer(o, "n", -1, 1, INT64_MAX / k_);
-    View<float> phi = typed<float>(env, o.Get("phi"), "phi", n_ * k_);
-    View<float> bias = typed<float>(env, o.Get("bias"), "bias", k_, true);
-    View<double> mu = typed<double>(env, o.Get("targetPrior"), "targetPrior", k_);
+    // Synchronous: the trainer copies Φ, the bias and the prior before returning.
+    View<float> phi = input<float>(env, o.Get("phi"), "phi", n_ * k_, Access::Sync);
+    View<float> bias = input<float>(env, o.Get("bias"), "bias", k_, Access::Sync, true);
+    View<double> mu = input<double>(env, o.Get("targetPrior"), "targetPrior", k_, Access::Sync);
     otlm_error err{};
     otlm_status s = be_->trainer_create(&p, phi.data, n_, bias.data, mu.data, &t_, &err);
     if (s != OTLM_OK) throw engine_error(env, s, err);
@@ -157,7 +159,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
     check_open(env);
     auto call = std::make_shared<StepCall>();
     call->self = this;
-    call->rows = typed<int32_t>(env, info[0], "rows", -1);
+    call->rows = input<int32_t>(env, info[0], "rows", -1, async ? Access::Async : Access::Sync);
     if (call->rows.length < 1) throw_range(env, "'rows' must hold at least one row index (batch size >= 1)");
     if (info.Length() < 2 || !info[1].IsNumber()) throw_type(env, "'lr' must be a number");
     call->lr = info[1].As<Napi::Number>().DoubleValue();
@@ -191,7 +193,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value SetWeights(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     check_open(env);
-    View<float> w = typed<float>(env, info[0], "weights", k_ * k_);
+    View<float> w = input<float>(env, info[0], "weights", k_ * k_, Access::Sync);
     otlm_error err{};
     otlm_status s = be_->trainer_set_weights(t_, w.data, &err);
     if (s != OTLM_OK) throw engine_error(env, s, err);

@@ -11,8 +11,9 @@ constexpr int kLanes = 16;
 // (truncation < 6e-9 relative), 2^k built in the exponent bits. Returns 0 below -87 (no denormals),
 // saturates above 88, propagates NaN.
 static inline float exp_f(float x) {
-  float xc = x < -87.0f ? -87.0f : x;
-  xc = xc > 88.0f ? 88.0f : xc;
+  // Written so a NaN x clamps to -87 here (converting NaN to int is undefined) and is restored below.
+  float xc = x > -87.0f ? x : -87.0f;
+  xc = xc < 88.0f ? xc : 88.0f;
   const float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
   const float r = (xc - kf * 0.693145751953125f) - kf * 1.428606765330187045e-06f;
   float p = 1.0f / 5040.0f;
@@ -27,7 +28,7 @@ static inline float exp_f(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   const float y = p * scale;
-  return x < -87.0f ? 0.0f : y;
+  return x < -87.0f ? 0.0f : (x == x ? y : x);
 }
 
 // 16-lane reductions through GCC vector extensions (lowered to 1×zmm, 2×ymm or 4×xmm per ISA with the

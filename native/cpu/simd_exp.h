@@ -102,15 +102,16 @@ inline float finish_scalar(float r, int n) {
   return poly_scalar(r) * pow2i(n1) * pow2i(n2);
 }
 // Round to nearest by adding and subtracting 1.5·2^23 (2^52): no libm call.
-// Branch-free so the compiler can vectorise the loops; a NaN fails both
-// comparisons, stays NaN through the polynomial and comes out NaN.
+// Branch-free so the compiler can vectorise the loops. A NaN x clamps to kArgLo (converting NaN
+// to int is undefined behaviour) and comes out NaN.
 inline float exp_f_scalar(float x) {
-  float v = x < float(kArgLo) ? float(kArgLo) : x;
-  v = v > float(kArgHi) ? float(kArgHi) : v;
+  float v = x > float(kArgLo) ? x : float(kArgLo);
+  v = v < float(kArgHi) ? v : float(kArgHi);
   const float magic = 12582912.0f;  // valid for |x| < 2^22; not reassociated without -ffast-math
   float nf = (v * float(kLog2e) + magic) - magic;
   float r = (v - nf * kLn2HiF) - nf * kLn2LoF;
-  return finish_scalar(r, int(nf));
+  const float y = finish_scalar(r, int(nf));
+  return x == x ? y : x;
 }
 inline float exp_d_scalar(double v) { return exp_f_scalar(float(v)); }
 inline void exp_baseline(const float* src, float* dst, int64_t n) {

@@ -51,7 +51,6 @@ const char* simd_level() { return simd::level_name(simd::active_level()); }
 namespace {
 
 constexpr double kRowLo = 1e-20, kRowHi = 1e20;  // safe range of a shifted row sum
-constexpr double kColTiny = 1e-30;               // colsum < kColTiny·c_j → exact column LSE
 constexpr int64_t kColBlock = 256;               // columns per merge task
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -243,11 +242,11 @@ otlm_status CpuSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowSt
 // get an exact log-domain column LSE over the current f and h.
 otlm_status CpuSinkhornPasses::residual(double lambda, int, double* resid, otlm_error* err) {
   const int64_t k = pb_.k;
-  const double* cm = pb_.col_marginal;
   std::vector<int64_t> flagged;
   for (int64_t j = 0; j < k; ++j) {
     const double cj = colsum_[size_t(j)];
-    if (cj >= kColTiny * cm[j] && cj <= 1e300) resid[j] = logc_[size_t(j)] - std::log(cj);
+    const double lc = cj > 0 && cj <= driver::kColumnCeil ? std::log(cj) : -HUGE_VAL;
+    if (lc - logc_[size_t(j)] >= driver::kLogColumnFloor) resid[j] = logc_[size_t(j)] - lc;
     else flagged.push_back(j);
   }
   if (flagged.empty()) return OTLM_OK;
@@ -323,8 +322,9 @@ otlm_status CpuSinkhornPasses::finish(double lambda, const otlm_sinkhorn_buffers
     parallel_for(nchunks_, threads_, [&](int64_t c) {
       for (int64_t i = rows_begin(c); i < rows_end(c); ++i) {
         const float* row = pb_.x + i * k;
-        if (io.plan) K_.exp_affine_sum(row, k, alpha, h_.data(), f_[size_t(i)] * inv, io.plan + i * k);
+        // The argmax first: the plan may be written in place over x (plan == x).
         if (io.predictions) io.predictions[i] = argmax_affine(row, k, alpha, h_.data());
+        if (io.plan) K_.exp_affine_sum(row, k, alpha, h_.data(), f_[size_t(i)] * inv, io.plan + i * k);
       }
     });
   }

@@ -25,9 +25,6 @@ struct SkProblem {
   double rsum = 0;               // Σ r
   const double* col = nullptr;   // device k: c_j
   const double* logc = nullptr;  // device k: log c_j
-  // A column whose plan sum S_j < floor_rel·c_j + floor_abs (or > 1e300, or NaN) gets an exact
-  // log-domain column log-sum-exp (the float exp underflowed).
-  double floor_rel = 1e-30, floor_abs = 0;
   const double* lse = nullptr;   // device n: row LSE of logits, added back to f on output, or null
   float* plan_out = nullptr;     // device n × ld the plan may be written to (may alias x), or null
 };

@@ -17,7 +17,7 @@
 //  2. k_merge: one thread per column sums the block partials in block order (deterministic),
 //     writes S_j, |S_j - c_j|, the residual log c_j - log S_j and (plain steps) g_j ← (g_j/λ + residual)·λ
 //     into the other g buffer, committed by a pointer swap. Columns whose sum
-//     underflowed (S_j < floor) are flagged; k_fb_partial/k_fb_merge then compute their exact
+//     underflowed (S_j < 1e-30·c_j) are flagged; k_fb_partial/k_fb_merge then compute their exact
 //     column log-sum-exp from a second, coalesced pass over only those columns (these kernels
 //     exit at once when nothing is flagged, so the common case costs two empty launches).
 //  The error (Σ|S - c| / Σr) is reduced on the device only when the driver asks for it (checks,
@@ -304,7 +304,6 @@ struct MergeArgs {
   const double* g_in;
   double* g_out;  // null: no update
   double lam, inv;
-  double floor_rel, floor_abs;
   double* resid;  // k: log c_j − log S_j, the plain update of h (exact LSE for flagged columns)
   double* colsum;
   double* colerr;
@@ -321,13 +320,15 @@ __global__ void k_merge(MergeArgs A) {
   const double c = A.col[j];
   A.colsum[j] = S;
   A.colerr[j] = fabs(S - c);
-  const bool ok = S >= A.floor_rel * c + A.floor_abs && S <= 1e300;
+  // driver::kLogColumnFloor / kColumnCeil, in the log domain (a tiny c_j must not underflow the test).
+  const double lS = S > 0 && S <= driver::kColumnCeil ? log(S) : -HUGE_VAL;
+  const bool ok = lS - A.logc[j] >= driver::kLogColumnFloor;
   A.flags[j] = ok ? 0 : 1;
   if (!ok) {
     atomicAdd(&A.counters[0], 1ull);
     atomicAdd(&A.counters[1], 1ull);
   } else {
-    const double r = A.logc[j] - log(S);
+    const double r = A.logc[j] - lS;
     A.resid[j] = r;
     if (A.g_out) {
       const double gn = (A.g_in[j] * A.inv + r) * A.lam;
@@ -762,8 +763,6 @@ otlm_status CudaSinkhornPasses::merge(double lambda, double* g_out, otlm_error* 
   M.g_out = g_out;
   M.lam = lambda;
   M.inv = inv;
-  M.floor_rel = pb_.floor_rel;
-  M.floor_abs = pb_.floor_abs;
   M.resid = resid_.ptr;
   M.colsum = w->colsum.ptr;
   M.colerr = w->colerr.ptr;

@@ -622,6 +622,72 @@ static void test_bad_inputs() {
   { Opts o; o.eps = 1.0; expect(solve(x, n, k, c, o), OTLM_EINVAL, "epsScaling", "eps 1"); }
 }
 
+// The plan written in place over x (plan == x) equals a separate plan bit for bit, with the same
+// predictions; any other overlap of an output with x is refused; threads are capped.
+static void test_in_place_and_overlap() {
+  const int64_t n = 300, k = 10;
+  std::vector<float> x = lt_logits(n, k, 5);
+  std::vector<double> c = prior_lt(k, 20, double(n));
+  Run sep = solve(x, n, k, c, Opts{});
+  std::vector<float> buf(size_t((n + 1) * k));
+  std::copy(x.begin(), x.end(), buf.begin());
+  auto run = [&](float* xin, float* plan, int32_t* pred, int32_t threads) {
+    otlm_sinkhorn_params p{};
+    p.n = n; p.k = k; p.input_kind = OTLM_INPUT_LOGITS; p.lambda = 1; p.max_iter = 20000; p.tol = 1e-9;
+    p.check_every = 1; p.threads = threads; p.overrelax = 1;
+    std::vector<double> f(n), g(k);
+    otlm_sinkhorn_buffers io{};
+    io.x = xin; io.col_marginal = c.data(); io.f = f.data(); io.g = g.data(); io.plan = plan; io.predictions = pred;
+    otlm_sinkhorn_report rep{};
+    otlm_error err{};
+    otlm_status st = B->sinkhorn(&p, &io, &rep, &err);
+    return std::make_pair(st, std::string(err.message));
+  };
+  std::vector<int32_t> pred(n, -1);
+  auto r = run(buf.data(), buf.data(), pred.data(), 0);
+  CHECK(r.first == OTLM_OK, "in place: %s", r.second.c_str());
+  CHECK(pred == sep.pred, "in place: predictions differ from a separate plan's");
+  CHECK(std::equal(sep.plan.begin(), sep.plan.end(), buf.begin()), "in place: plan differs from a separate plan");
+  std::copy(x.begin(), x.end(), buf.begin());
+  r = run(buf.data(), buf.data() + k, pred.data(), 0);
+  CHECK(r.first == OTLM_EINVAL && r.second.find("plan overlaps the input") != std::string::npos, "shifted plan: %s", r.second.c_str());
+  r = run(buf.data(), nullptr, reinterpret_cast<int32_t*>(buf.data() + 5), 0);
+  CHECK(r.first == OTLM_EINVAL && r.second.find("predictions overlap") != std::string::npos, "predictions in x: %s", r.second.c_str());
+  r = run(buf.data(), nullptr, pred.data(), OTLM_MAX_THREADS + 1);
+  CHECK(r.first == OTLM_EINVAL && r.second.find("threads must be in [0, 4096]") != std::string::npos, "threads: %s", r.second.c_str());
+}
+
+// A valid but tiny column marginal (1e-300·n: 1e-30·c_j underflows double) converges, on every
+// path (plain, Newton, Anderson, ε-scaling), to the float64 reference's predictions.
+static void test_tiny_prior() {
+  for (int64_t k : {10, 100}) {
+    const int64_t n = 400;
+    std::vector<float> x = lt_logits(n, k, 9);
+    std::vector<double> c(size_t(k), 1.0);
+    c[0] = 1e-300;
+    c[size_t(k / 2)] = 1e-305;
+    double z = 0;
+    for (double v : c) z += v;
+    for (double& v : c) v *= double(n) / z;
+    std::vector<double> M = cost_from_logits(x, n, k), r(size_t(n), 1.0);
+    Ref ref = ref_solve(M, n, k, r, c, 0.5, 1e-10, 20000);
+    for (auto [eps, omega] : {std::pair{0.0, 1.0}, {0.0, 1.5}, {0.5, 1.5}}) {
+      Opts o;
+      o.lambda = 0.5; o.eps = eps; o.omega = omega; o.tol = 1e-7;
+      Run R = solve(x, n, k, c, o);
+      CHECK(R.st == OTLM_OK && R.rep.converged, "k=%lld eps %g omega %g: status %d '%s'", (long long)k, eps, omega, R.st, R.msg.c_str());
+      int64_t differ = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; ++j)
+          if (ref.plan[size_t(i * k + j)] > ref.plan[size_t(i * k + best)]) best = j;
+        differ += R.pred[size_t(i)] != best;
+      }
+      CHECK(differ == 0, "k=%lld eps %g omega %g: %lld predictions differ from the reference", (long long)k, eps, omega, (long long)differ);
+    }
+  }
+}
+
 // Two solves at once from different threads (the addon's AsyncWorkers): one gets
 // the persistent pool, the other one-off threads; both must equal a serial solve.
 static void test_concurrent() {
@@ -684,7 +750,8 @@ int main() {
                      {"shapes and lambdas", test_shapes_and_lambdas}, {"thread identity", test_thread_identity},
                      {"simd levels", test_simd_levels},         {"acceleration", test_acceleration},
                      {"warm start, trace, cancel", test_warm_start_trace_cancel},
-                     {"bad inputs", test_bad_inputs},           {"concurrent solves", test_concurrent},
+                     {"bad inputs", test_bad_inputs},           {"in place and overlaps", test_in_place_and_overlap},
+                     {"tiny prior", test_tiny_prior},           {"concurrent solves", test_concurrent},
                      {"n*k > 2^31", test_huge}};
   for (const T& t : tests) {
     int before = g_fail;

@@ -70,6 +70,8 @@ export interface SolveRequest {
   epsScaling: number;
   overrelax: number;
   plan: boolean | Float32Array;
+  /** The caller's name for a supplied plan array ('plan', or otCorrect's 'out'), for messages. */
+  planName: string;
   predictions: boolean;
   trace: boolean;
   backend: Backend;
@@ -144,7 +146,7 @@ export function buildRequest(
     plan?: boolean | Float32Array;
     predictions?: boolean;
   },
-  defaults: { plan: boolean; predictions: boolean },
+  defaults: { plan: boolean; predictions: boolean; planName?: string },
 ): SolveRequest {
   const n = x.rows;
   const k = x.cols;
@@ -194,6 +196,7 @@ export function buildRequest(
     if (!(planOpt instanceof Float32Array))
       throw new TypeError(`${fn}: plan must be a boolean or a Float32Array of length ${n * k}, got ${describe(planOpt)}`);
     if (planOpt.length !== n * k) throw new RangeError(`${fn}: plan must have length rows*cols = ${n * k}, got ${planOpt.length}`);
+    checkInPlace(fn, defaults.planName ?? 'plan', planOpt, x.data);
   }
   const predictions = o.predictions ?? defaults.predictions;
   if (typeof predictions !== 'boolean') throw new TypeError(`${fn}: predictions must be a boolean, got ${describe(predictions)}`);
@@ -202,7 +205,45 @@ export function buildRequest(
 
   return {
     fn, x: x.data, n, k, inputKind, lambda, maxIter, tol, checkEvery, threads, rowMarginal, colMarginal, f0, g0,
-    epsScaling, overrelax, plan: planOpt, predictions, trace, backend,
+    epsScaling, overrelax, plan: planOpt, planName: defaults.planName ?? 'plan', predictions, trace, backend,
+  };
+}
+
+/** An output may be the input itself (in place) but must not partly overlap it: rows would be overwritten before they are read. */
+function checkInPlace(fn: string, name: string, out: Float32Array, x: Float32Array): void {
+  if (out.buffer !== x.buffer) return;
+  const a = out.byteOffset;
+  const b = x.byteOffset;
+  if (a === b && out.length === x.length) return;
+  if (a < b + x.byteLength && b < a + out.byteLength)
+    throw new RangeError(`${fn}: ${name} overlaps the input without being the same array; pass the input itself (in place) or a separate array`);
+}
+
+/** The error of an async call whose caller-supplied output array was detached or shrunk before the result could be written. */
+function detachedError(req: SolveRequest, cause?: unknown): Error {
+  const e = new TypeError(`${req.fn}: ${req.planName} was detached or resized while the call ran; its result was discarded`, { cause });
+  (e as NodeJS.ErrnoException).code = 'OTLM_EDETACHED';
+  return e;
+}
+
+/**
+ * The memory contract of async solves on the JS paths (the native binding keeps the same one,
+ * docs/architecture.md): the input is read from a snapshot taken at the call, and a supplied plan
+ * array is filled when the call settles, so the caller may reuse, transfer or shrink either meanwhile.
+ */
+function staged(req: SolveRequest): { req: SolveRequest; settle: (r: { plan?: Float32Array }) => void } {
+  const shared = (a: Float32Array) => typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
+  const user = req.plan instanceof Float32Array && !shared(req.plan) ? req.plan : undefined;
+  const len = req.n * req.k;
+  const out: SolveRequest = { ...req, x: shared(req.x) ? req.x : req.x.slice(), plan: user ? new Float32Array(len) : req.plan };
+  return {
+    req: out,
+    settle(r) {
+      if (!user) return;
+      if (user.length !== len) throw detachedError(req);
+      user.set(r.plan as Float32Array);
+      r.plan = user;
+    },
   };
 }
 
@@ -303,7 +344,31 @@ export function checkSignal(fn: string, signal: unknown): AbortSignal | undefine
 export async function solve(req: SolveRequest, signal?: AbortSignal): Promise<SolveOutput> {
   if (signal?.aborted) throw abortError(req.fn, signal);
   const p = pick(req);
-  if (p.kind === 'tfjs') {
+  if (p.kind !== 'native') {
+    const st = staged(req);
+    const r = await solveJs(p.kind, st.req, signal);
+    st.settle(r);
+    return r;
+  }
+  // The engine polls this flag at its convergence checks.
+  const cancel = new Int32Array(new SharedArrayBuffer(4));  // async calls read it in place: it must not move
+  const onAbort = () => Atomics.store(cancel, 0, 1);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const r = await p.native.native.sinkhorn(nativeArgs(req, p.native.name, cancel));
+    return finish(req, r, r.backend ?? p.native.name, r.seconds);
+  } catch (e) {
+    if (signal && (e as NodeJS.ErrnoException)?.code === 'OTLM_EABORTED') throw abortError(req.fn, signal, e);
+    if ((e as NodeJS.ErrnoException)?.code === 'OTLM_EDETACHED') throw detachedError(req, e);
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The tfjs and float64 reference solves (async: they yield to the event loop). */
+async function solveJs(kind: 'tfjs' | 'reference', req: SolveRequest, signal?: AbortSignal): Promise<SolveOutput> {
+  if (kind === 'tfjs') {
     tfjsRequest(req);
     // Loaded on first use so `import 'otlm'` never pays for TensorFlow.js.
     const { tfjsSinkhorn } = await import('../paths/tfjs/index.js');
@@ -320,26 +385,11 @@ export async function solve(req: SolveRequest, signal?: AbortSignal): Promise<So
       throw e;
     }
   }
-  if (p.kind === 'reference') {
-    const t0 = performance.now();
-    const r = await referenceSinkhornAsync(
-      referenceInput(req),
-      () => signal?.aborted === true,
-      () => abortError(req.fn, signal as AbortSignal),
-    );
-    return finish(req, r, 'reference', (performance.now() - t0) / 1000);
-  }
-  // The engine polls this flag at its convergence checks.
-  const cancel = new Int32Array(1);
-  const onAbort = () => Atomics.store(cancel, 0, 1);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const r = await p.native.native.sinkhorn(nativeArgs(req, p.native.name, cancel));
-    return finish(req, r, r.backend ?? p.native.name, r.seconds);
-  } catch (e) {
-    if (signal && (e as NodeJS.ErrnoException)?.code === 'OTLM_EABORTED') throw abortError(req.fn, signal, e);
-    throw e;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-  }
+  const t0 = performance.now();
+  const r = await referenceSinkhornAsync(
+    referenceInput(req),
+    () => signal?.aborted === true,
+    () => abortError(req.fn, signal as AbortSignal),
+  );
+  return finish(req, r, 'reference', (performance.now() - t0) / 1000);
 }

@@ -111,7 +111,7 @@ export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): Correcti
   checkMatrix('logits', logits);
   checkExtras(fn, o, logits);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
-  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true, planName: 'out' });
   return withPrior(toCorrection(logits, solveSync(req)), tp);
 }
 
@@ -123,7 +123,7 @@ export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): P
   checkExtras(fn, o, logits);
   const signal = checkSignal(fn, o.signal);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
-  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true });
+  const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true, planName: 'out' });
   return withPrior(toCorrection(logits, await solve(req, signal)), tp);
 }
 

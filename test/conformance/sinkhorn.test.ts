@@ -52,10 +52,10 @@ function costOf(m: Matrix): Matrix {
   return { data: Float32Array.from(referenceCost(m.data, m.rows, m.cols, 'logits')), rows: m.rows, cols: m.cols };
 }
 
-function prior(k: number, seed: number, tiny = false): number[] {
+function prior(k: number, seed: number, tiny?: number): number[] {
   const u = rng(seed);
   const mu = Array.from({ length: k }, () => 0.2 + u());
-  if (tiny) mu[k - 1] = 1e-9;
+  if (tiny !== undefined) mu[k - 1] = tiny;
   const s = mu.reduce((a, b) => a + b, 0);
   return mu.map((v) => v / s);
 }
@@ -77,7 +77,10 @@ const cases: Case[] = [
   { name: '129x1 lambda 1', cost: () => costOf(synthetic(129, 1, 9)), opts: { lambda: 1, tol: 1e-6, maxIter: 100 } },
   { name: '33x2 lambda 10', cost: () => costOf(synthetic(33, 2, 10)), opts: { lambda: 10, tol: 1e-7, maxIter: 1000 } },
   { name: '500x7 lambda 0.005, epsScaling 0.5, accelerated', cost: () => costOf(synthetic(500, 7, 11)), opts: { lambda: 0.005, ...accel, tol: 1e-5 } },
-  { name: '211x13 lambda 0.3, a tiny prior entry (1e-9)', cost: () => costOf(synthetic(211, 13, 12)), opts: { lambda: 0.3, tol: 1e-6, maxIter: 5000, targetPrior: prior(13, 4, true) } },
+  { name: '211x13 lambda 0.3, a tiny prior entry (1e-9)', cost: () => costOf(synthetic(211, 13, 12)), opts: { lambda: 0.3, tol: 1e-6, maxIter: 5000, targetPrior: prior(13, 4, 1e-9) } },
+  // c_j·1e-30 underflows double: the column test must still see that the float sum underflowed.
+  { name: '211x13 lambda 0.3, a 1e-300 prior entry', cost: () => costOf(synthetic(211, 13, 12)), opts: { lambda: 0.3, tol: 1e-6, maxIter: 5000, targetPrior: prior(13, 4, 1e-300) } },
+  { name: '211x13 lambda 0.3, accelerated, a 1e-300 prior entry', cost: () => costOf(synthetic(211, 13, 12)), opts: { lambda: 0.3, ...accel, targetPrior: prior(13, 4, 1e-300) } },
   { name: '97x8142 lambda 1 (wide)', cost: () => costOf(synthetic(97, 8142, 13)), opts: { lambda: 1, tol: 1e-6, maxIter: 500, targetPrior: prior(8142, 5) } },
   { name: '400x10 lambda 0.1, cut at 23 iterations (plain)', cost: () => costOf(synthetic(400, 10, 14)), opts: { lambda: 0.1, tol: 0, maxIter: 23 } },
 ];

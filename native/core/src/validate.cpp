@@ -1,6 +1,7 @@
 #include "otlm/validate.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 namespace otlm {
@@ -14,6 +15,13 @@ otlm_status fail(otlm_error* err, otlm_status code, const char* fmt, ...) {
   }
   return code;
 }
+
+namespace {
+bool overlaps(const void* a, size_t abytes, const void* b, size_t bbytes) {
+  auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bbytes && y < x + abytes;
+}
+}  // namespace
 
 otlm_status validate_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers* io,
                               otlm_error* err) {
@@ -32,7 +40,8 @@ otlm_status validate_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn
   if (!(p->tol >= 0)) return fail(err, OTLM_EINVAL, "sinkhorn: tol must be >= 0, got %g", p->tol);
   if (p->check_every < 1)
     return fail(err, OTLM_EINVAL, "sinkhorn: checkEvery must be >= 1, got %d", p->check_every);
-  if (p->threads < 0) return fail(err, OTLM_EINVAL, "sinkhorn: threads must be >= 0, got %d", p->threads);
+  if (p->threads < 0 || p->threads > OTLM_MAX_THREADS)
+    return fail(err, OTLM_EINVAL, "sinkhorn: threads must be in [0, %d] (0 = default), got %d", OTLM_MAX_THREADS, p->threads);
   if (p->eps_scaling != 0 && !(p->eps_scaling > 0 && p->eps_scaling < 1))
     return fail(err, OTLM_EINVAL, "sinkhorn: epsScaling must be 0 (off) or in (0, 1), got %g",
                 p->eps_scaling);
@@ -41,6 +50,13 @@ otlm_status validate_sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn
   if (!io->x) return fail(err, OTLM_EINVAL, "sinkhorn: input matrix is required");
   if (!io->col_marginal) return fail(err, OTLM_EINVAL, "sinkhorn: column marginal is required");
   if (!io->f || !io->g) return fail(err, OTLM_EINVAL, "sinkhorn: f and g outputs are required");
+  // Outputs written while x is still read: in place (plan == x) is supported, any other overlap is not.
+  const size_t xbytes = size_t(p->n * p->k) * sizeof(float);
+  if (io->plan && io->plan != io->x && overlaps(io->plan, xbytes, io->x, xbytes))
+    return fail(err, OTLM_EINVAL, "sinkhorn: plan overlaps the input without being the same array");
+  if (io->predictions && (overlaps(io->predictions, size_t(p->n) * 4, io->x, xbytes) ||
+                          (io->plan && overlaps(io->predictions, size_t(p->n) * 4, io->plan, xbytes))))
+    return fail(err, OTLM_EINVAL, "sinkhorn: predictions overlap the input or the plan");
   double rs = 0, cs = 0;
   for (int64_t i = 0; i < p->n; ++i) {
     double r = io->row_marginal ? io->row_marginal[i] : 1.0;
@@ -89,7 +105,8 @@ otlm_status validate_train(const otlm_train_params* p, otlm_error* err) {
     return fail(err, OTLM_EINVAL, "train: weightDecay must be >= 0, got %g", p->weight_decay);
   if (!(p->momentum >= 0 && p->momentum < 1))
     return fail(err, OTLM_EINVAL, "train: momentum must be in [0, 1), got %g", p->momentum);
-  if (p->threads < 0) return fail(err, OTLM_EINVAL, "train: threads must be >= 0, got %d", p->threads);
+  if (p->threads < 0 || p->threads > OTLM_MAX_THREADS)
+    return fail(err, OTLM_EINVAL, "train: threads must be in [0, %d] (0 = default), got %d", OTLM_MAX_THREADS, p->threads);
   return OTLM_OK;
 }
 
@@ -129,7 +146,8 @@ otlm_status validate_gemm(int64_t m, int64_t n, int64_t kk, const float* a, cons
   if (!a) return fail(err, OTLM_EINVAL, "gemm: a is required");
   if (!b) return fail(err, OTLM_EINVAL, "gemm: b is required");
   if (!c) return fail(err, OTLM_EINVAL, "gemm: c is required");
-  if (threads < 0) return fail(err, OTLM_EINVAL, "gemm: threads must be >= 0, got %d", threads);
+  if (threads < 0 || threads > OTLM_MAX_THREADS)
+    return fail(err, OTLM_EINVAL, "gemm: threads must be in [0, %d] (0 = default), got %d", OTLM_MAX_THREADS, threads);
   return OTLM_OK;
 }
 

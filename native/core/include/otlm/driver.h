@@ -22,6 +22,11 @@ constexpr double kStageTol = 1e-2;
 constexpr int kStageCap = 50;
 // Acceleration: damped Newton on the semi-dual up to this k, Anderson mixing above.
 constexpr int64_t kNewtonMaxK = 64;
+// A column whose float-accumulated plan sum S_j is below 1e-30·c_j (its exps underflowed), or
+// above 1e300, gets an exact log-domain column log-sum-exp. Compared as log S_j − log c_j: the
+// product 1e-30·c_j underflows to 0 for a tiny (valid) c_j such as 1e-300.
+constexpr double kLogColumnFloor = -69.077552789821368;  // log 1e-30
+constexpr double kColumnCeil = 1e300;
 
 // What one row pass must produce. The pass always updates f (plainly, so rows of the plan are
 // exact) from the backend's current g at `lambda`, and keeps the column sums of that plan.

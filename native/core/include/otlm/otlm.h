@@ -21,6 +21,9 @@ extern "C" {
 /* 2: typed otlm_backend_info replaces info_json; CUDA entry otlm_cuda_backend_v2 fills it. */
 #define OTLM_ABI_VERSION 2
 
+/* Largest worker-thread count any entry accepts (0 = the backend default). */
+#define OTLM_MAX_THREADS 4096
+
 typedef enum otlm_status {
   OTLM_OK = 0,
   OTLM_EINVAL = 1,     /* bad argument: message names it */
