@@ -179,7 +179,7 @@ function addEvalOptions(c: Command): Command {
 
 /**
  * 'auto' resolved here, so that a CUDA build that cannot run is reported once on this run's
- * stderr (silenced by --quiet) instead of as a process warning the host did not ask for.
+ * stderr (silenced by --quiet; when the work starts) instead of as a process warning the host did not ask for.
  */
 function resolveBackend(ctx: Ctx, b: unknown): Backend {
   const want = (b ?? 'auto') as Backend;
@@ -187,7 +187,7 @@ function resolveBackend(ctx: Ctx, b: unknown): Backend {
   const i = info();
   if (!i.native.loaded) return 'auto';
   if (i.cuda.usable) return 'cuda';
-  if (i.cuda.compiled) ctx.note(`note: running on the CPU; CUDA not used: ${i.cuda.reason ?? 'no usable device'}`);
+  if (i.cuda.compiled) ctx.noteLater(`note: running on the CPU; CUDA not used: ${i.cuda.reason ?? 'no usable device'}`);
   return 'cpu';
 }
 
@@ -223,7 +223,6 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
   if (o.model && o.valLogits) throw usageError('give --model or --val-logits, not both');
   if (o.backend === 'tfjs' && (o.model || o.valLogits) && (methods ?? ALL_METHODS).includes('OTLM'))
     throw usageError('--backend tfjs runs OT only; OTLM needs auto, cpu, cuda or reference');
-  const backend = resolveBackend(ctx, o.backend);
   const inp = await inPhase('input', async (): Promise<EvalInput> => {
     const test = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
     const labels = await readLabelsArg(ctx, '--labels', String(o.labels), test.rows, test.cols);
@@ -235,6 +234,7 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
       val = await readLogitsArg(ctx, '--val-logits', String(o.valLogits));
       if (val.cols !== test.cols) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${test.cols}`);
     }
+    const backend = resolveBackend(ctx, o.backend);
     const model = o.model ? readModelArg('--model', String(o.model), test.cols, backend) : undefined;
     // Without flags OTLM runs with its defaults: the paper's CIFAR-100-LT settings (Appendix C).
     const fit = fitOverrides(o);
@@ -248,6 +248,7 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
   const bar = await fitProgressBar(ctx);
   inp.onFitProgress = bar.on;
   try {
+    ctx.flushNotes();
     return await inPhase('compute', () => evaluateAll(inp));
   } finally {
     bar.stop();
@@ -287,7 +288,7 @@ interface CorrectInputs {
 }
 
 /** Reads and checks every input of `correct`, including the model and the estimated prior: their failures are the inputs' fault (exit 2). */
-async function readCorrectInputs(ctx: Ctx, o: Opts, backend: Backend): Promise<CorrectInputs> {
+async function readCorrectInputs(ctx: Ctx, o: Opts): Promise<CorrectInputs> {
   const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
   const k = logits.cols;
   let trainPrior: Float64Array | undefined;
@@ -301,6 +302,7 @@ async function readCorrectInputs(ctx: Ctx, o: Opts, backend: Backend): Promise<C
     if (val.cols !== k) throw inputError(`--val-logits: ${o.valLogits}: has ${val.cols} classes but --logits has ${k}`);
     if (o.valLabels) valLabels = await readLabelsArg(ctx, '--val-labels', String(o.valLabels), val.rows, k);
   }
+  const backend = resolveBackend(ctx, o.backend);
   const model = o.model ? readModelArg('--model', String(o.model), k, backend) : undefined;
   let estimated: Float64Array | undefined;
   if (o.estimatePrior) {
@@ -359,9 +361,9 @@ async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
     { option: '--predictions-out', spec: o.predictionsOut as string | undefined, formats: ['npy', 'csv'] },
   ], inputs, force);
 
-  const backend = resolveBackend(ctx, o.backend);
-  const inp = await inPhase('input', () => readCorrectInputs(ctx, o, backend));
+  const inp = await inPhase('input', () => readCorrectInputs(ctx, o));
 
+  ctx.flushNotes();
   const t0 = performance.now();
   const res = await inPhase('compute', async () => {
     const { probabilities, predictions, detail } = await applyMethod(ctx, o, inp, inp.targetPrior);
@@ -411,6 +413,7 @@ async function cmdFit(ctx: Ctx, o: Opts): Promise<void> {
   const model: OTLM = await inPhase('input', () => (o.preset ? OTLM.preset(o.preset as OtlmPreset, opts) : new OTLM(opts)));
   const curve: OtlmProgressEvent[] = [];
   const bar = await fitProgressBar(ctx);
+  ctx.flushNotes();
   const t0 = performance.now();
   let fitResult: FitResult | undefined;
   try {

@@ -51,6 +51,17 @@ export class Ctx {
     if (!this.quiet) this.io.stderr.write(text.endsWith('\n') ? text : text + '\n');
   }
 
+  private later: string[] = [];
+
+  /** A note for when the work starts (flushNotes): a run that fails on its inputs prints only the error. */
+  noteLater(text: string): void {
+    this.later.push(text);
+  }
+
+  flushNotes(): void {
+    for (const t of this.later.splice(0)) this.note(t);
+  }
+
   /** All of stdin, read once (several `-` inputs would share it, which the caller forbids). */
   async stdin(): Promise<Uint8Array> {
     if (this.stdinBytes) return this.stdinBytes;
