@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run prebuild`: builds prebuilds/<platform>-<arch>/ with prebuildify (node-gyp,
+// `npm run build:prebuilds`: builds prebuilds/<platform>-<arch>/ with prebuildify (node-gyp,
 // N-API) in a scratch copy of the sources, so the CMake build in build/ is left alone.
 // The CUDA backend library, when built by CMake, is copied beside the addon.
 // Usage: node scripts/prebuild.cjs [--out DIR]   (DIR defaults to the package root)

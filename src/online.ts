@@ -22,7 +22,7 @@
  * which is what lets the corrector follow a shift of the class prior.
  */
 import type { Backend, Matrix, PriorInput } from './api/types.js';
-import { checkMatrix, checkNumber, describe, isMatrix, normalizePrior } from './api/validate.js';
+import { checkHyper, checkMatrix, checkNumber, describe, isMatrix, normalizePrior } from './api/validate.js';
 import { checkOptions } from './methods/common.js';
 import { isBackend } from './native/backend.js';
 import { applyClassOffsets, otCorrect, otCorrectSync, type CorrectionResult, type OtCorrectOptions } from './methods/ot.js';
@@ -127,11 +127,11 @@ export class OnlineCorrector {
   constructor(opts: OnlineCorrectorOptions = {}) {
     const fn = 'OnlineCorrector';
     const o = checkOptions<OnlineCorrectorOptions>(fn, opts, OPTION_KEYS);
-    this.lambda = o.lambda === undefined ? 1 : checkNumber(`${fn}: lambda`, o.lambda, { min: 0, exclusiveMin: true });
+    this.lambda = o.lambda === undefined ? 1 : checkHyper(`${fn}: lambda`, 'lambda', o.lambda);
     this.decay = o.decay === undefined ? 0.5 : checkNumber(`${fn}: decay`, o.decay, { min: 0 });
     if (!(this.decay < 1)) throw new RangeError(`${fn}: decay must be in [0, 1), got ${this.decay}`);
-    this.maxIter = o.maxIter === undefined ? 1000 : checkNumber(`${fn}: maxIter`, o.maxIter, { min: 1, integer: true });
-    this.tol = o.tol === undefined ? 1e-3 : checkNumber(`${fn}: tol`, o.tol, { min: 0 });
+    this.maxIter = o.maxIter === undefined ? 1000 : checkHyper(`${fn}: maxIter`, 'maxIter', o.maxIter);
+    this.tol = o.tol === undefined ? 1e-3 : checkHyper(`${fn}: tol`, 'tol', o.tol);
     this.backend = o.backend ?? 'auto';
     if (!isBackend(this.backend))
       throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(this.backend)}`);

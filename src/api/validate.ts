@@ -86,11 +86,14 @@ export interface NumberRange { min?: number; max?: number; exclusiveMin?: boolea
 export function checkNumber(name: string, v: unknown, opts: NumberRange = {}): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${name} must be a finite number, got ${String(v)}`);
   if (opts.integer && !Number.isInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
-  if (opts.min !== undefined && (opts.exclusiveMin ? !(v > opts.min) : !(v >= opts.min)))
-    throw new RangeError(`${name} must be ${opts.exclusiveMin ? '>' : '>='} ${opts.min}, got ${v}`);
-  if (opts.max !== undefined && (opts.exclusiveMax ? !(v < opts.max) : !(v <= opts.max)))
-    throw new RangeError(`${name} must be ${opts.exclusiveMax ? '<' : '<='} ${opts.max}, got ${v}`);
-  return v;
+  const low = opts.min !== undefined && (opts.exclusiveMin ? !(v > opts.min) : !(v >= opts.min));
+  const high = opts.max !== undefined && (opts.exclusiveMax ? !(v < opts.max) : !(v <= opts.max));
+  if (!low && !high) return v;
+  // Both bounds: name the interval, e.g. "in [1, 2)"; one: the comparison, e.g. ">= 0".
+  if (opts.min !== undefined && opts.max !== undefined)
+    throw new RangeError(`${name} must be in ${opts.exclusiveMin ? '(' : '['}${opts.min}, ${opts.max}${opts.exclusiveMax ? ')' : ']'}, got ${v}`);
+  if (low) throw new RangeError(`${name} must be ${opts.exclusiveMin ? '>' : '>='} ${opts.min}, got ${v}`);
+  throw new RangeError(`${name} must be ${opts.exclusiveMax ? '<' : '<='} ${opts.max}, got ${v}`);
 }
 
 const INT32_MAX = 2 ** 31 - 1;

@@ -4,7 +4,7 @@
  * Internal: the public API is methods/sinkhorn.ts and methods/ot.ts.
  */
 import type { Backend, Matrix } from '../api/types.js';
-import { checkNumber, describe, normalizePrior } from '../api/validate.js';
+import { checkHyper, describe, normalizePrior, type HyperName } from '../api/validate.js';
 import { isBackend, nativeOrReference, type resolveNative } from '../native/backend.js';
 import type { NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding.js';
 import type { InputKind, ReferenceSinkhornInput, ReferenceSinkhornResult } from '../paths/reference/sinkhorn.js';
@@ -125,11 +125,6 @@ export function checkVector(name: string, v: unknown, len: number, positive = fa
   return out;
 }
 
-function intOption(fn: string, name: string, v: unknown, def: number, min: number): number {
-  if (v === undefined) return def;
-  return checkNumber(`${fn}: ${name}`, v, { integer: true, min, max: 2 ** 31 - 1 });
-}
-
 /**
  * Checks the common solver options and the marginals.
  * Marginals: r = `rowMarginal` (default all ones); c = `colMarginal` if given (must have the same
@@ -150,16 +145,14 @@ export function buildRequest(
 ): SolveRequest {
   const n = x.rows;
   const k = x.cols;
-  const lambda = o.lambda === undefined ? 1 : checkNumber(`${fn}: lambda`, o.lambda, { min: 0, exclusiveMin: true });
-  const maxIter = intOption(fn, 'maxIter', o.maxIter, 1000, 1);
-  const tol = o.tol === undefined ? 1e-3 : checkNumber(`${fn}: tol`, o.tol, { min: 0 });
-  const checkEvery = intOption(fn, 'checkEvery', o.checkEvery, 1, 1);
-  const threads = intOption(fn, 'threads', o.threads, 0, 0);
-  const epsScaling = o.epsScaling === undefined ? 0 : checkNumber(`${fn}: epsScaling`, o.epsScaling, { min: 0, max: 1 });
-  if (epsScaling !== 0 && !(epsScaling > 0 && epsScaling < 1))
-    throw new RangeError(`${fn}: epsScaling must be 0 (off) or in (0, 1), got ${epsScaling}`);
-  const overrelax = o.overrelax === undefined ? 1 : checkNumber(`${fn}: overrelax`, o.overrelax, { min: 1 });
-  if (!(overrelax < 2)) throw new RangeError(`${fn}: overrelax must be in [1, 2), got ${overrelax}`);
+  const hyper = (key: HyperName, v: unknown, def: number) => (v === undefined ? def : checkHyper(`${fn}: ${key}`, key, v));
+  const lambda = hyper('lambda', o.lambda, 1);
+  const maxIter = hyper('maxIter', o.maxIter, 1000);
+  const tol = hyper('tol', o.tol, 1e-3);
+  const checkEvery = hyper('checkEvery', o.checkEvery, 1);
+  const threads = hyper('threads', o.threads, 0);
+  const epsScaling = hyper('epsScaling', o.epsScaling, 0);
+  const overrelax = hyper('overrelax', o.overrelax, 1);
   const backend = o.backend ?? 'auto';
   if (!isBackend(backend))
     throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(backend)}`);

@@ -3,7 +3,7 @@
  * predicted probabilities onto the target marginals. The math is in paths/reference/darp.ts.
  */
 import type { Matrix, PriorInput } from '../api/types.js';
-import { checkMatrix, checkNumber, describe, normalizePrior } from '../api/validate.js';
+import { checkHyper, checkMatrix, describe, normalizePrior } from '../api/validate.js';
 import { darpEntropyWeights, referenceDarp } from '../paths/reference/darp.js';
 import { checkOptions, checkVector } from './common.js';
 import type { CorrectionResult } from './ot.js';
@@ -41,9 +41,9 @@ export function darpSync(logits: Matrix, opts?: DarpOptions): CorrectionResult {
   checkMatrix('logits', logits);
   const { rows: n, cols: k } = logits;
   const mu = o.targetPrior === undefined ? new Float64Array(k).fill(1 / k) : normalizePrior(`${fn}: targetPrior`, o.targetPrior, k);
-  const maxIter = o.maxIter === undefined ? 1000 : checkNumber(`${fn}: maxIter`, o.maxIter, { integer: true, min: 1 });
-  const tol = o.tol === undefined ? 1e-6 : checkNumber(`${fn}: tol`, o.tol, { min: 0 });
-  const newtonIter = o.newtonIter === undefined ? 50 : checkNumber(`${fn}: newtonIter`, o.newtonIter, { integer: true, min: 1 });
+  const maxIter = o.maxIter === undefined ? 1000 : checkHyper(`${fn}: maxIter`, 'maxIter', o.maxIter);
+  const tol = o.tol === undefined ? 1e-6 : checkHyper(`${fn}: tol`, 'tol', o.tol);
+  const newtonIter = o.newtonIter === undefined ? 50 : checkHyper(`${fn}: newtonIter`, 'newtonIter', o.newtonIter);
   let weights: Float64Array;
   const w = o.weights ?? 'entropy';
   if (w === 'entropy') weights = darpEntropyWeights(logits.data, n, k);

@@ -2,7 +2,7 @@
  * Logit Adjustment (Menon et al., ICLR 2021), post-hoc form.
  */
 import type { Matrix, PriorInput } from '../api/types.js';
-import { checkMatrix, checkNumber, normalizePrior } from '../api/validate.js';
+import { checkHyper, checkMatrix, normalizePrior } from '../api/validate.js';
 import { referenceArgmax, referenceLogitAdjust, referenceSoftmax } from '../paths/reference/la.js';
 import { checkOptions } from './common.js';
 
@@ -37,7 +37,7 @@ export function logitAdjustSync(logits: Matrix, trainPrior: PriorInput, opts?: L
   checkMatrix('logits', logits);
   const { rows: n, cols: k } = logits;
   const pi = normalizePrior('trainPrior', trainPrior, k);
-  const tau = o.tau === undefined ? 1 : checkNumber(`${fn}: tau`, o.tau);
+  const tau = o.tau === undefined ? 1 : checkHyper(`${fn}: tau`, 'tau', o.tau);
   const mu = o.targetPrior === undefined ? undefined : normalizePrior(`${fn}: targetPrior`, o.targetPrior, k);
   const adjusted = referenceLogitAdjust(logits.data, n, k, pi, tau, mu);
   return {

@@ -2,7 +2,7 @@
  * OT post-hoc correction (the paper's Algorithm 1) and its online form.
  */
 import type { Matrix, PriorInput } from '../api/types.js';
-import { checkMatrix, checkNumber, describe } from '../api/validate.js';
+import { checkHyper, checkMatrix, describe } from '../api/validate.js';
 import type { SolveOutput, SolverOptions } from './common.js';
 import type { PriorEstimate, PriorEstimateOptions } from '../prior/estimate.js';
 import { resolveTargetPrior } from '../prior/resolve.js';
@@ -147,7 +147,7 @@ export function applyClassOffsets(
   checkMatrix('logits', logits);
   const { rows: n, cols: k, data } = logits;
   const g = checkVector(`${fn}: classOffsets`, classOffsets, k);
-  const lambda = o.lambda === undefined ? 1 : checkNumber(`${fn}: lambda`, o.lambda, { min: 0, exclusiveMin: true });
+  const lambda = o.lambda === undefined ? 1 : checkHyper(`${fn}: lambda`, 'lambda', o.lambda);
   const probs = new Float32Array(n * k);
   const pred = new Int32Array(n);
   const z = new Float64Array(k);

@@ -19,7 +19,7 @@
  *   The condition number of C is reported: large values mean an unreliable estimate.
  */
 import type { Matrix, PriorInput } from '../api/types.js';
-import { checkLabels, checkMatrix, checkNumber, describe, normalizePrior } from '../api/validate.js';
+import { checkHyper, checkLabels, checkMatrix, describe, normalizePrior } from '../api/validate.js';
 import { checkOptions } from '../methods/common.js';
 
 export interface PriorEstimateOptions {
@@ -228,8 +228,8 @@ export function estimatePrior(logits: Matrix, trainPrior: PriorInput, opts: Prio
   const calibration = o.calibration ?? (val ? 'bcts' : 'none');
   if (calibration !== 'none' && calibration !== 'ts' && calibration !== 'bcts')
     throw new RangeError(`estimatePrior: calibration must be 'none', 'ts' or 'bcts', got ${String(calibration)}`);
-  const maxIter = checkNumber('maxIter', o.maxIter ?? 1000, { min: 1, integer: true });
-  const tol = checkNumber('tol', o.tol ?? 1e-8, { min: 0 });
+  const maxIter = checkHyper('maxIter', 'maxIter', o.maxIter ?? 1000);
+  const tol = checkHyper('tol', 'tol', o.tol ?? 1e-8);
   if (method === 'bbse') {
     if (!val) throw new TypeError("estimatePrior: method 'bbse' needs a labeled validation split: { validation: { logits, labels } }");
     return bbse(logits, val.logits, val.labels);

@@ -269,7 +269,7 @@ describe('estimatePrior: argument checks', () => {
     expect(() => estimatePrior(logits, [1, 1], { method: 'mlls' as 'em' })).toThrow(/method must be 'em' or 'bbse'/);
     expect(() => estimatePrior(logits, [1, 1], { calibration: 'platt' as 'ts' })).toThrow(/calibration must be/);
     expect(() => estimatePrior(logits, [1, 1], { calibration: 'bcts' })).toThrow(/needs a labeled validation split/);
-    expect(() => estimatePrior(logits, [1, 1], { maxIter: 0 })).toThrow(/maxIter must be >= 1/);
+    expect(() => estimatePrior(logits, [1, 1], { maxIter: 0 })).toThrow(/maxIter must be in \[1, 2147483647\], got 0/);
     expect(() => estimatePrior(logits, [1, 1], { tol: NaN })).toThrow(/tol must be a finite number/);
     expect(() => estimatePrior(logits, [1, 1], { maxiter: 5 } as never)).toThrow(/unknown option 'maxiter'/);
     expect(() => estimatePrior(logits, [1, 1], { validation: { logits, labels: [0, 2] } })).toThrow(/validation.labels\[1\]/);

@@ -161,13 +161,13 @@ describe('OTLM loop (reference backend)', () => {
   });
 
   it('rejects bad options and inputs with errors naming the argument; nothing runs', async () => {
-    expect(() => new OTLM({ batchSize: 0 })).toThrow(/options\.batchSize must be >= 1/);
+    expect(() => new OTLM({ batchSize: 0 })).toThrow(/options\.batchSize must be in \[1, 2147483647\]/);
     expect(() => new OTLM({ batchSize: 2.5 })).toThrow(/options\.batchSize must be an integer/);
     expect(() => new OTLM({ lr: 0 })).toThrow(/options\.lr must be > 0/);
     expect(() => new OTLM({ lr: -1 })).toThrow(/options\.lr/);
     expect(() => new OTLM({ lambda: 0 })).toThrow(/options\.lambda/);
     expect(() => new OTLM({ sinkhornIters: 0 })).toThrow(/options\.sinkhornIters/);
-    expect(() => new OTLM({ momentum: 1 })).toThrow(/options\.momentum must be < 1/);
+    expect(() => new OTLM({ momentum: 1 })).toThrow(/options\.momentum must be in \[0, 1\)/);
     expect(() => new OTLM({ iterations: 5, epochs: 1 })).toThrow(/not both/);
     expect(() => new OTLM({ optimizer: 'rmsprop' as never })).toThrow(/options\.optimizer must be one of/);
     expect(() => new OTLM({ backend: 'tfjs' })).toThrow(/options\.backend/);
@@ -313,16 +313,16 @@ describe('hyper-parameters: one range for the constructor, model files and load 
   const thrown = (fn: () => unknown): Error => { try { fn(); } catch (e) { return e as Error; } throw new Error('did not throw'); };
 
   it('threads beyond the native limit: refused by the constructor, in a model file, and as a load override', () => {
-    expect(() => new OTLM({ threads: 1e9 })).toThrow(new RangeError('options.threads must be <= 4096, got 1000000000'));
+    expect(() => new OTLM({ threads: 1e9 })).toThrow(new RangeError('options.threads must be in [0, 4096], got 1000000000'));
     expect(new OTLM({ threads: MAX_THREADS }).options.threads).toBe(MAX_THREADS);
     const dir = tmpDir();
     const e = thrown(() => OTLM.load(modelFile(dir, 'threads.npz', { threads: 1e9 })));
     expect(e).toBeInstanceOf(IoError);
-    expect(e.message).toMatch(/threads\.npz: the model's meta\.options are invalid: options\.threads must be <= 4096/);
+    expect(e.message).toMatch(/threads\.npz: the model's meta\.options are invalid: options\.threads must be in \[0, 4096\]/);
     // A bad override is the caller's error, not the file's.
     const o = thrown(() => OTLM.load(modelFile(dir, 'good.npz', {}), { threads: 1e9 }));
     expect(o).toBeInstanceOf(RangeError);
-    expect(o.message).toBe('options.threads must be <= 4096, got 1000000000');
+    expect(o.message).toBe('options.threads must be in [0, 4096], got 1000000000');
   });
 
   it('every numeric hyper-parameter: the same range in the constructor and in a model file', () => {
@@ -337,7 +337,7 @@ describe('hyper-parameters: one range for the constructor, model files and load 
       expect(() => OTLM.load(modelFile(dir, `${key}.npz`, { [key]: v })), `${key} = ${v} in a file`)
         .toThrow(new RegExp(`${key}\\.npz: the model's meta\\.options are invalid: options\\.${key} must be`));
     }
-    expect(() => new OTLM({ schedule: { type: 'step', every: 1, gamma: 2 } })).toThrow(/options\.schedule\.gamma must be <= 1/);
+    expect(() => new OTLM({ schedule: { type: 'step', every: 1, gamma: 2 } })).toThrow(/options\.schedule\.gamma must be in \(0, 1\]/);
   });
 
   it('a long step decay floors lr at the smallest double: the engine refuses lr = 0', () => {
