@@ -7,6 +7,7 @@
 import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 
+import { info } from '../../src/api/info.js';
 import type { Backend } from '../../src/api/types.js';
 import { otCorrect, otCorrectSync } from '../../src/methods/ot.js';
 import { sinkhorn, sinkhornSync } from '../../src/methods/sinkhorn.js';
@@ -17,7 +18,8 @@ import { longTailedLogits, nativeSinkhornUnavailable } from '../methods/native-s
 
 const noNative = nativeSinkhornUnavailable();
 if (noNative) console.warn(`[skip] native cases in test/hardening/memory.test.ts: ${noNative}`);
-const backends: Backend[] = noNative ? ['reference'] : ['cpu', 'reference'];
+// 'cuda' joins where a CUDA library is usable (CI: the emulated one, through OTLM_CUDA_LIB).
+const backends: Backend[] = noNative ? ['reference'] : info().cuda.usable ? ['cpu', 'cuda', 'reference'] : ['cpu', 'reference'];
 const itNative = noNative ? it.skip : it;
 
 const N = 3000;
