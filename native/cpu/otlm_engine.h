@@ -26,7 +26,7 @@ struct OtlmWorkspace {
   std::vector<float> dbuf;     // b×k: dL/dM accumulated by the backward, then dL/dA
   std::vector<double> f_hist;  // T×b: f_t for t = 1..S
   std::vector<double> g_hist;  // T×k: g_t for t = 0..S-1 (g_0 = 0)
-  std::vector<double> colacc;  // tasks×k per-task column accumulators, merged in task order
+  std::vector<double> colacc;  // per-task column accumulators (k padded to cache lines), merged in task order
   std::vector<double> colsum;  // k
   std::vector<double> fbar, gbar;  // adjoints
   std::vector<float> grad;     // k×k

@@ -51,12 +51,15 @@ Scratch& scratch(int64_t k) {
 }
 
 int64_t task_count(int64_t b) { return (b + kRowsPerTask - 1) / kRowsPerTask; }
+// Per-task column accumulators padded to whole cache lines: at small k, tasks on different threads
+// would otherwise write the same lines on every row.
+int64_t acc_stride(int64_t k) { return (k + 15) / 16 * 16; }
 
 // Sums the per-task column accumulators in task order.
 void merge_columns(const std::vector<double>& colacc, int64_t tasks, int64_t k, double* out) {
   for (int64_t j = 0; j < k; ++j) out[j] = 0;
   for (int64_t t = 0; t < tasks; ++t) {
-    const double* a = colacc.data() + t * k;
+    const double* a = colacc.data() + t * acc_stride(k);
     for (int64_t j = 0; j < k; ++j) out[j] += a[j];
   }
 }
@@ -68,7 +71,7 @@ void OtlmWorkspace::reserve(int64_t b, int64_t k, int32_t T) {
   if (dbuf.size() < bk) dbuf.resize(bk);
   if (f_hist.size() < size_t(T) * size_t(b)) f_hist.resize(size_t(T) * size_t(b));
   if (g_hist.size() < size_t(T) * size_t(k)) g_hist.resize(size_t(T) * size_t(k));
-  if (colacc.size() < size_t(task_count(b)) * size_t(k)) colacc.resize(size_t(task_count(b)) * size_t(k));
+  if (colacc.size() < size_t(task_count(b) * acc_stride(k))) colacc.resize(size_t(task_count(b) * acc_stride(k)));
   if (colsum.size() < size_t(k)) colsum.resize(size_t(k));
   if (fbar.size() < size_t(b)) fbar.resize(size_t(b));
   if (gbar.size() < size_t(k)) gbar.resize(size_t(k));
@@ -206,7 +209,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
       const bool want_cols = t > 1;
       parallel_for(tasks, threads, [&](int64_t task) {
         Scratch& s = scratch(k);
-        double* acc = want_cols ? ws.colacc.data() + task * k : nullptr;
+        double* acc = want_cols ? ws.colacc.data() + task * acc_stride(k) : nullptr;
         if (acc) std::fill(acc, acc + k, 0.0);
         const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
         for (int64_t i = task * kRowsPerTask; i < i1; ++i) {

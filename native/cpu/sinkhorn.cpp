@@ -35,6 +35,7 @@
 // is the shared driver's (native/core/src/driver.cpp); this file supplies its passes.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "cpu_internal.h"
 #include "otlm/validate.h"
 #include "sinkhorn_passes.h"
+#include "sinkhorn_small_k.h"
 #include "thread_pool.h"
 
 namespace otlm::cpu {
@@ -103,12 +105,17 @@ CpuSinkhornPasses::CpuSinkhornPasses(const SinkhornProblem& pb, const double* f0
   logc_.resize(size_t(k));
   colsum_.resize(size_t(k));
   errpart_.resize(size_t(ncolblocks_));
-  part_.resize(size_t(nchunks_ * k));
-  ebuf_.resize(size_t(nchunks_ * k));
+  // Per-chunk rows padded to whole cache lines: at small k, chunks written by different threads
+  // would otherwise share lines on every row (2 threads ran 4x slower than 1 at k = 10).
+  cstride_ = ceil_div(k, 16) * 16;
+  part_.resize(size_t(nchunks_ * cstride_));
+  ebuf_.resize(size_t(nchunks_ * cstride_));
   chunks_.resize(size_t(nchunks_));
   if (pb.logits && !pb.log_probs) lse_.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) rsum_ += pb.row_marginal ? pb.row_marginal[i] : 1.0;
   for (int64_t j = 0; j < k; ++j) logc_[size_t(j)] = std::log(pb.col_marginal[j]);
+  const char* env = std::getenv("OTLM_SMALL_K");  // "0": the general pass (tests compare the two)
+  small_k_ = K_.level == simd::Level::avx512 && k <= small_k::kSmallKMax && !(env && !std::strcmp(env, "0"));
 }
 
 int64_t CpuSinkhornPasses::rows_end(int64_t c) const { return std::min(pb_.n, (c + 1) * rows_per_chunk_); }
@@ -135,57 +142,89 @@ otlm_status CpuSinkhornPasses::cost_scale(double* scale, otlm_error*) {
 // [kRowLo, kRowHi] are redone with an exact max-shifted log-sum-exp.
 void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess) {
   const int64_t k = pb_.k;
-  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
   Chunk& st = chunks_[size_t(c)];
-  double* pc = part_.data() + c * k;
-  float* e = ebuf_.data() + c * k;
-  double* wc = hess ? W_.data() + c * k * k : nullptr;
+  double* pc = part_.data() + c * cstride_;
+  float* e = ebuf_.data() + c * cstride_;
+  double* wc = hess ? W_.data() + c * wstride() : nullptr;
   std::fill(pc, pc + k, 0.0);
   if (wc) std::fill(wc, wc + k * k, 0.0);
   st.dlse = 0;
-  for (int64_t i = rows_begin(c); i < rows_end(c); ++i) {
-    const float* row = pb_.x + i * k;
-    const double r = pb_.row_marginal ? pb_.row_marginal[i] : 1.0;
-    if (!scanned_) {
-      int64_t b = first_nonfinite(row, k);
-      if (b >= 0) {
-        if (st.bad_index < 0) st.bad_index = i * k + b;
-        return;
-      }
-      if (!lse_.empty()) {
-        double m0 = K_.max_affine(row, k, 1.0, nullptr);
-        lse_[size_t(i)] = m0 + std::log(K_.exp_affine_sum(row, k, 1.0, nullptr, -m0, e));
-        if (pb_.warm_start) f_[size_t(i)] -= lse_[size_t(i)];
-      }
+#if OTLM_SIMD_X86
+  if (small_k_ && fast && !hess && scanned_) {  // sinkhorn_small_k.h; odd rows come back to one_row
+    const double inv = 1.0 / lambda;
+    auto exact = [&](int64_t i) { one_row(i, lambda, false, st, pc, e, nullptr); };
+    const int64_t i0 = rows_begin(c), i1 = rows_end(c);
+    const double alpha = pb_.logits ? inv : -inv;
+    const double* r = pb_.row_marginal;
+    small_k::ChunkOut o;
+    switch ((k + 15) / 16) {
+#define OTLM_SMALL_CASE(NV) \
+  case NV: o = small_k::rows<NV>(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact); break;
+      OTLM_SMALL_CASE(1) OTLM_SMALL_CASE(2) OTLM_SMALL_CASE(3) OTLM_SMALL_CASE(4)
+      OTLM_SMALL_CASE(5) OTLM_SMALL_CASE(6) OTLM_SMALL_CASE(7) OTLM_SMALL_CASE(8)
+#undef OTLM_SMALL_CASE
+      default: break;
     }
-    const double a_old = f_[size_t(i)] * inv;
-    double s = 0, base = 0;
-    bool exact = !fast;
-    if (fast) {
-      s = K_.exp_affine_sum(row, k, alpha, h_.data(), a_old, e);
-      base = a_old;
-      exact = !(s >= kRowLo && s <= kRowHi);
+    st.dlse += o.dlse;
+    if (o.nonfinite) st.nonfinite = true;
+    return;
+  }
+#endif
+  for (int64_t i = rows_begin(c); i < rows_end(c); ++i)
+    if (!one_row(i, lambda, fast, st, pc, e, wc)) return;
+}
+
+// One row of the fused row pass (see row_chunk); false when the chunk must stop (bad input or a
+// non-finite potential, recorded in st).
+bool CpuSinkhornPasses::one_row(int64_t i, double lambda, bool fast, Chunk& st, double* pc, float* e,
+                                double* wc) {
+  const int64_t k = pb_.k;
+  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  const float* row = pb_.x + i * k;
+  const double r = pb_.row_marginal ? pb_.row_marginal[i] : 1.0;
+  if (!scanned_) {
+    int64_t b = first_nonfinite(row, k);
+    if (b >= 0) {
+      if (st.bad_index < 0) st.bad_index = i * k + b;
+      return false;
     }
-    if (exact) {
-      double m = K_.max_affine(row, k, alpha, h_.data());
-      base = -m;
-      s = K_.exp_affine_sum(row, k, alpha, h_.data(), base, e);
-      ++st.fallbacks;
-    }
-    const double a_plain = base + std::log(r / s);
-    if (!std::isfinite(a_plain)) { st.nonfinite = true; return; }
-    f_[size_t(i)] = a_plain * lambda;
-    K_.axpy(pc, e, r / s, k);  // Y_ij = e_ij · r_i / s_i
-    st.dlse += r * (a_old - a_plain);
-    if (wc) {  // W_jq += Y_ij Y_iq / r_i, j < q
-      const double w = r / (s * s);
-      for (int64_t j = 0; j + 1 < k; ++j) {
-        const double ej = w * double(e[j]);
-        double* wr = wc + j * k;
-        for (int64_t q = j + 1; q < k; ++q) wr[q] += ej * double(e[q]);
-      }
+    if (!lse_.empty()) {
+      double m0 = K_.max_affine(row, k, 1.0, nullptr);
+      lse_[size_t(i)] = m0 + std::log(K_.exp_affine_sum(row, k, 1.0, nullptr, -m0, e));
+      if (pb_.warm_start) f_[size_t(i)] -= lse_[size_t(i)];
     }
   }
+  const double a_old = f_[size_t(i)] * inv;
+  double s = 0, base = 0;
+  bool exact = !fast;
+  if (fast) {
+    s = K_.exp_affine_sum(row, k, alpha, h_.data(), a_old, e);
+    base = a_old;
+    exact = !(s >= kRowLo && s <= kRowHi);
+  }
+  if (exact) {
+    double m = K_.max_affine(row, k, alpha, h_.data());
+    base = -m;
+    s = K_.exp_affine_sum(row, k, alpha, h_.data(), base, e);
+    ++st.fallbacks;
+  }
+  const double a_plain = base + std::log(r / s);
+  if (!std::isfinite(a_plain)) {
+    st.nonfinite = true;
+    return false;
+  }
+  f_[size_t(i)] = a_plain * lambda;
+  K_.axpy(pc, e, r / s, k);  // Y_ij = e_ij · r_i / s_i
+  st.dlse += r * (a_old - a_plain);
+  if (wc) {  // W_jq += Y_ij Y_iq / r_i, j < q
+    const double w = r / (s * s);
+    for (int64_t j = 0; j + 1 < k; ++j) {
+      const double ej = w * double(e[j]);
+      double* wr = wc + j * k;
+      for (int64_t q = j + 1; q < k; ++q) wr[q] += ej * double(e[q]);
+    }
+  }
+  return true;
 }
 
 otlm_status CpuSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowStats* stats, otlm_error* err) {
@@ -193,7 +232,7 @@ otlm_status CpuSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowSt
   const double inv = 1.0 / rp.lambda;
   for (int64_t j = 0; j < k; ++j) h_[size_t(j)] = g_[size_t(j)] * inv;
   const bool hess = rp.hessian != nullptr;
-  if (hess && W_.size() < size_t(nchunks_ * k * k)) W_.resize(size_t(nchunks_ * k * k));
+  if (hess && W_.size() < size_t(nchunks_ * wstride())) W_.resize(size_t(nchunks_ * wstride()));
   parallel_for(nchunks_, threads_, [&](int64_t c) { row_chunk(c, rp.lambda, rp.fast, hess); });
   scanned_ = true;
   double dlse = 0;
@@ -216,7 +255,7 @@ otlm_status CpuSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowSt
   if (hess) {  // merge the Laplacian partials in chunk order
     std::copy(W_.begin(), W_.begin() + k * k, rp.hessian);
     for (int64_t c = 1; c < nchunks_; ++c)
-      for (int64_t q = 0; q < k * k; ++q) rp.hessian[q] += W_[size_t(c * k * k + q)];
+      for (int64_t q = 0; q < k * k; ++q) rp.hessian[q] += W_[size_t(c * wstride() + q)];
   }
   // merge column partials in chunk order (parallel over column blocks); error of the exact-row plan
   const double* cm = pb_.col_marginal;
@@ -224,7 +263,7 @@ otlm_status CpuSinkhornPasses::row_pass(const driver::RowPass& rp, driver::RowSt
     const int64_t j0 = b * kColBlock, j1 = std::min(k, j0 + kColBlock);
     for (int64_t j = j0; j < j1; ++j) colsum_[size_t(j)] = 0;
     for (int64_t c = 0; c < nchunks_; ++c) {
-      const double* pc = part_.data() + c * k;
+      const double* pc = part_.data() + c * cstride_;
       for (int64_t j = j0; j < j1; ++j) colsum_[size_t(j)] += pc[j];
     }
     double acc = 0;

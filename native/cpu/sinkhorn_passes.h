@@ -40,13 +40,14 @@ class CpuSinkhornPasses final : public driver::Passes {
   const double* colsum() const { return colsum_.data(); }
 
  private:
-  struct Chunk {
+  struct alignas(64) Chunk {  // one cache line per chunk: threads update their own per row
     int64_t fallbacks = 0;
     int64_t bad_index = -1;  // first non-finite input element (flat index)
     bool nonfinite = false;  // a row potential became NaN/Inf
     double dlse = 0;         // Σ_i r_i (a_old − a_new) over the chunk
   };
   void row_chunk(int64_t c, double lambda, bool fast, bool hess);
+  bool one_row(int64_t i, double lambda, bool fast, Chunk& st, double* pc, float* e, double* wc);
   int64_t rows_begin(int64_t c) const { return c * rows_per_chunk_; }
   int64_t rows_end(int64_t c) const;
 
@@ -54,8 +55,11 @@ class CpuSinkhornPasses final : public driver::Passes {
   const simd::Kernels& K_;
   int threads_;
   int64_t rows_per_chunk_, nchunks_, ncolblocks_;
+  int64_t cstride_ = 0;  // per-chunk stride of part_ and ebuf_: k rounded up to whole cache lines
+  int64_t wstride() const { return (pb_.k * pb_.k + 15) / 16 * 16; }
   double rsum_ = 0;
   bool scanned_ = false;       // the first pass checked x and took the row LSE
+  bool small_k_ = false;       // plain passes by sinkhorn_small_k.h (AVX-512, k <= 128; OTLM_SMALL_K=0: off)
   int64_t fallbacks_ = 0;
   std::vector<double> f_, g_, h_, resid_, lse_, logc_, part_, colsum_, errpart_, W_;
   std::vector<float> ebuf_;
