@@ -446,15 +446,18 @@ static void test_small_k() {
       Opts o;
       o.lambda = variant == 0 ? 1.0 : variant == 1 ? 0.1 : 0.02;
       o.tol = 1e-7; o.maxit = 3000; o.check = 2;
-      // ε-scaling and acceleration (Anderson above k = 64): compared converged, as Anderson amplifies last-bit
-      // differences along the way (the row log is a vector log here, std::log there)
-      if (variant == 2) { o.eps = 0.5; o.omega = 1.5; o.tol = 1e-10; }
+      // ε-scaling and acceleration (Newton up to k = 64, Anderson above): the accelerated steps amplify
+      // last-bit differences (the row log is a vector log here, std::log there), so iteration counts
+      // may differ by a few and plans by float32 noise at tol
+      const bool accel = variant == 2;
+      if (accel) { o.eps = 0.5; o.omega = 1.5; }
       setenv("OTLM_SMALL_K", "0", 1);
       Run g = solve(x, n, k, c, o);
       unsetenv("OTLM_SMALL_K");
       Run s = solve(x, n, k, c, o);
       CHECK(g.st == OTLM_OK && s.st == OTLM_OK, "k=%lld variant %d: %s / %s", (long long)k, variant, g.msg.c_str(), s.msg.c_str());
-      CHECK(s.rep.converged == g.rep.converged && std::abs(s.rep.iterations - g.rep.iterations) <= 2,
+      CHECK(s.rep.converged && g.rep.converged &&
+                std::abs(s.rep.iterations - g.rep.iterations) <= (accel ? 5 + g.rep.iterations / 10 : 2),
             "k=%lld variant %d: iterations %d (small) vs %d (general)", (long long)k, variant, s.rep.iterations,
             g.rep.iterations);
       CHECK(s.pred == g.pred, "k=%lld variant %d: predictions differ", (long long)k, variant);
@@ -463,7 +466,7 @@ static void test_small_k() {
         mx = std::max(mx, double(std::fabs(g.plan[q])));
         d = std::max(d, double(std::fabs(g.plan[q] - s.plan[q])));
       }
-      CHECK(d <= 1e-6 * mx, "k=%lld variant %d: plans differ by %.3g (max %.3g)", (long long)k, variant, d, mx);
+      CHECK(d <= (accel ? 1e-5 : 1e-6) * mx, "k=%lld variant %d: plans differ by %.3g (max %.3g)", (long long)k, variant, d, mx);
     }
   }
 }
