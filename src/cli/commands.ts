@@ -51,7 +51,11 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
   const cmd: CommandFactory = (name, desc) => {
     const c = setup(program.command(name).description(desc));
     c.option('-q, --quiet', 'no progress bars or notes on stderr');
-    c.hook('preAction', (_t, action) => { ctx.quiet = Boolean(action.opts().quiet); });
+    c.option('-v, --verbose', 'also say which backend runs and why (e.g. why CUDA is not used)');
+    c.hook('preAction', (_t, action) => {
+      ctx.quiet = Boolean(action.opts().quiet);
+      ctx.verbose = Boolean(action.opts().verbose);
+    });
     return c;
   };
   registerInfo(cmd, ctx);
@@ -178,16 +182,21 @@ function addEvalOptions(c: Command): Command {
 }
 
 /**
- * 'auto' resolved here, so that a CUDA build that cannot run is reported once on this run's
- * stderr (silenced by --quiet; when the work starts) instead of as a process warning the host did not ask for.
+ * 'auto' resolved here. Most machines have no GPU: running on the CPU there is said only with
+ * --verbose. A CUDA driver whose GPU cannot be used is a misconfiguration worth a note (when the work
+ * starts; silenced by --quiet). `otlm info` always explains.
  */
 function resolveBackend(ctx: Ctx, b: unknown): Backend {
   const want = (b ?? 'auto') as Backend;
   if (want !== 'auto') return want;
   const i = info();
   if (!i.native.loaded) return 'auto';
-  if (i.cuda.usable) return 'cuda';
-  if (i.cuda.compiled) ctx.noteLater(`note: running on the CPU; CUDA not used: ${i.cuda.reason ?? 'no usable device'}`);
+  if (i.cuda.usable) {
+    if (ctx.verbose) ctx.noteLater(`note: running on CUDA (${i.cuda.devices[0]?.name ?? 'device 0'})`);
+    return 'cuda';
+  }
+  if (ctx.verbose || (i.cuda.compiled && i.cuda.driver))
+    ctx.noteLater(`note: running on the CPU; CUDA not used: ${i.cuda.reason ?? 'no usable device'}`);
   return 'cpu';
 }
 

@@ -28,6 +28,7 @@ export interface CliIo {
 export class Ctx {
   readonly io: CliIo;
   quiet = false;
+  verbose = false;
   private stdinBytes?: Uint8Array;
 
   constructor(io: CliIo) {

@@ -5,9 +5,10 @@ import { loadNative, NativeLoadError } from './loader.js';
 let warned = false;
 
 /**
- * Resolves a public backend name to a native one. 'auto' → CUDA when usable,
- * else CPU (with a one-time process warning when a CUDA build exists but cannot
- * run); an explicit 'cuda' without a device throws with the reason.
+ * Resolves a public backend name to a native one. 'auto' → CUDA when usable, else the CPU:
+ * silently when there is no CUDA driver (most machines; `info()` explains), with a one-time
+ * process warning when a driver is there but CUDA still cannot run (a misconfiguration). An
+ * explicit 'cuda' without a usable device throws with the reason.
  */
 export function resolveNative(backend: Backend | undefined): { native: NativeBinding; name: NativeBackendName } {
   const native = loadNative();
@@ -24,7 +25,7 @@ export function resolveNative(backend: Backend | undefined): { native: NativeBin
   }
   if (want === 'auto') {
     if (cuda.usable) return { native, name: 'cuda' };
-    if (cuda.built && !warned && !process.env.OTLM_QUIET) {
+    if (cuda.built && cuda.info?.driverVersion != null && !warned && !process.env.OTLM_QUIET) {
       warned = true;
       process.emitWarning(`otlm: CUDA backend not used, running on the CPU: ${cuda.reason}`, { code: 'OTLM_CUDA_UNAVAILABLE' });
     }

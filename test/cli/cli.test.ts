@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { BIN, DATA, ensureBuilt, f32npy, i32npy, listDir, otlm, readNpy, ROOT, tmpDir } from './helpers.js';
 import { encodeModel } from '../../src/train/model-file.js';
 
@@ -172,6 +172,29 @@ describe('otlm correct', () => {
     const rows = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => l.split(',').map(Number));
     expect(rows.length).toBe(N);
     for (const row of rows) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+  });
+});
+
+describe('quiet on machines without a GPU (issue 16)', () => {
+  // Where a usable GPU exists (bench/gpu-check.sh) 'auto' runs on it, silently too.
+  it('a run with the default backend says nothing about CUDA; --verbose says which backend runs and why', () => {
+    const d = fresh('quiet');
+    const r = otlm(['correct', '--method', 'ot', '--logits', logitsPath, '--out', path.join(d, 'p.npy')]);
+    expect(r.code, r.stderr).toBe(0);
+    const i = JSON.parse(otlm(['info', '--json']).stdout) as { cuda: { driver: boolean; usable: boolean } };
+    if (!i.cuda.driver || i.cuda.usable) expect(r.stderr).not.toMatch(/CUDA|note:/);
+    const v = otlm(['correct', '--method', 'ot', '--logits', logitsPath, '--out', path.join(d, 'q.npy'), '--verbose']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stderr).toMatch(i.cuda.usable ? /^note: running on CUDA/ : /^note: running on the CPU; CUDA not used: /);
+  });
+  it('the library emits no process warning for an auto solve without a CUDA driver', () => {
+    const script = `import { otCorrectSync, info } from ${JSON.stringify(path.join(ROOT, 'lib', 'index.js'))};
+      otCorrectSync({ data: new Float32Array([0, 1, 1, 0]), rows: 2, cols: 2 });
+      console.log(JSON.stringify(info().cuda));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, OTLM_QUIET: '' } });
+    expect(r.status, r.stderr).toBe(0);
+    const cuda = JSON.parse(r.stdout) as { driver: boolean };
+    if (!cuda.driver) expect(r.stderr).toBe('');
   });
 });
 
