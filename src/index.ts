@@ -34,9 +34,11 @@ export type { OtlmOptions, OtlmFitOptions, OtlmProgressEvent, OtlmBias, OtlmHype
 export { otlmLossGradReference } from './paths/reference/otlm.js';
 export type { OtlmReferenceInput, OtlmReferenceResult } from './paths/reference/otlm.js';
 
-// The command line, embeddable in other CLIs: runCli(argv, { stdout, stderr }) → exit code. And the HTML report.
-export { runCli, EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_RUNTIME } from './cli/main.js';
-export type { CliIo, WritableLike, ReadableLike } from './cli/main.js';
+// The paper's comparison table (CE, LA, DARP, OT, OTLM scored alike) and the HTML report. The command
+// line is not loaded by this entry: it is `otlm/cli` (runCli), so importing the library never pulls
+// in the CLI's dependencies.
+export { evaluateAll, ALL_METHODS } from './evaluate.js';
+export type { EvalInput, EvalOutput, MethodName, MethodResult } from './evaluate.js';
 export { renderReport } from './report/index.js';
 export type { ReportData, ReportMethod } from './report/index.js';
 

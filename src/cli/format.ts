@@ -1,6 +1,6 @@
 /** Plain-text tables for the terminal. */
 import type { OtlmInfo } from '../api/info.js';
-import type { EvalOutput } from './evaluate.js';
+import type { EvalOutput } from '../evaluate.js';
 
 const pct = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(2));
 

@@ -2,7 +2,7 @@
  * The self-contained HTML report of `otlm report`: one file, inline CSS and
  * inline SVG only (no script, no fonts, no network), readable offline.
  */
-import type { EvalOutput, MethodName } from '../cli/evaluate.js';
+import type { EvalOutput, MethodName } from '../evaluate.js';
 import type { MetricsResult } from '../metrics.js';
 import { esc, groupedBars, heatmap, legendHtml, lineChart, type Series } from './svg.js';
 

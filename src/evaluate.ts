@@ -1,16 +1,17 @@
 /**
  * The paper's comparison (its Tables 1–4): the plain classifier (CE) and every
  * post-hoc correction on the same test logits, scored with the same metrics.
- * Shared by `otlm eval`, `otlm demo` and `otlm report`.
+ * The library's evaluation table (exported by the package), shared by `otlm eval`, `otlm demo` and
+ * `otlm report`.
  */
-import type { Backend, Matrix } from '../api/types.js';
-import { darp } from '../methods/darp.js';
-import { logitAdjust } from '../methods/la.js';
-import { otCorrect, type CorrectionResult } from '../methods/ot.js';
-import { metrics, type MetricsResult } from '../metrics.js';
-import { OTLM, type OtlmPreset, type OtlmProgressEvent } from '../train/otlm.js';
-import { defined } from './options.js';
-import { normalize } from './inputs.js';
+import { defined } from './api/options.js';
+import { checkMatrix, normalizePrior } from './api/validate.js';
+import type { Backend, Matrix } from './api/types.js';
+import { darp } from './methods/darp.js';
+import { logitAdjust } from './methods/la.js';
+import { otCorrect, type CorrectionResult } from './methods/ot.js';
+import { metrics, type MetricsResult } from './metrics.js';
+import { OTLM, type OtlmPreset, type OtlmProgressEvent } from './train/otlm.js';
 
 export type MethodName = 'CE' | 'LA' | 'DARP' | 'OT' | 'OTLM';
 export const ALL_METHODS: MethodName[] = ['CE', 'LA', 'DARP', 'OT', 'OTLM'];
@@ -85,7 +86,8 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   const { test, labels, trainCounts } = inp;
   const k = test.cols;
   const mu = inp.targetPrior ?? new Float64Array(k).fill(1 / k);
-  const pi = normalize(trainCounts);
+  checkMatrix('test', test);
+  const pi = normalizePrior('trainCounts', trainCounts, k);
   const want = new Set(inp.methods ?? ALL_METHODS);
   const out: EvalOutput = { k, n: test.rows, targetPrior: mu, trainCounts, results: [], skipped: [] };
   const score = async (method: MethodName, t0: number, r: { predictions: Int32Array; probabilities?: Matrix }, detail?: Record<string, unknown>) => {
