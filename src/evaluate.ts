@@ -102,7 +102,9 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   }
   if (want.has('LA')) {
     const t0 = now();
-    const r = await logitAdjust(test, pi, { tau: inp.tau ?? 1 });
+    // The prior-shift form Φ − τ·log π + log μ, as `correct --method la --target-prior` computes it
+    // (+ log μ is a constant shift for a uniform μ: same predictions).
+    const r = await logitAdjust(test, pi, defined({ tau: inp.tau ?? 1, targetPrior: inp.targetPrior }));
     await score('LA', t0, r, { tau: inp.tau ?? 1 });
   }
   if (want.has('DARP')) {

@@ -77,7 +77,7 @@ function registerInfo(cmd: CommandFactory, ctx: Ctx): void {
 }
 
 function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
-  solverOptions(cmd('correct', 'correct test logits post hoc (LA, OT, OTLM or DARP); write probabilities and/or predictions')
+  otlmFitOptions(solverOptions(cmd('correct', 'correct test logits post hoc (LA, OT, OTLM or DARP); write probabilities and/or predictions')
     .addOption(new Option('--method <m>', 'correction method').choices(['la', 'ot', 'otlm', 'darp']).default('ot'))
     .requiredOption('--logits <file>', 'logits N×K (.npy, .npz:NAME, .f32 with --shape, .csv, - for stdin)')
     .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'))
@@ -88,7 +88,7 @@ function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
     .option('--val-logits <file>', 'validation logits (fit OTLM here; labeled ones for bbse)')
     .option('--val-labels <file>', 'validation labels (for --estimate-prior bbse)')
     .option('--model <file>', 'a model from `otlm fit` (method otlm)')
-    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau')))
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau'))))
     .option('--out <file>', 'corrected probabilities N×K (.npy or .csv; - for stdout)')
     .option('--predictions-out <file>', 'predicted classes (.npy int32 or .csv; - for stdout)')
     .option('--force', 'replace existing output files')
@@ -168,16 +168,13 @@ function registerBench(cmd: CommandFactory, ctx: Ctx): void {
 }
 
 function addEvalOptions(c: Command): Command {
-  return c
+  return otlmFitOptions(c)
     .option('--train-counts <file>', 'training class counts (length K; needed for many/medium/few)')
     .option('--target-prior <file>', 'target class prior μ (default uniform)')
     .option('--val-logits <file>', 'unlabeled validation logits to fit OTLM on')
     .option('--model <file>', 'a fitted OTLM model (instead of --val-logits)')
     .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau'))
     .option('--methods <list>', `comma-separated subset of ${ALL_METHODS.join(',')}`)
-    .addOption(new Option('--preset <name>', 'OTLM preset for the fit').choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
-    .option('--lr <x>', 'OTLM learning rate', hyper('--lr', 'lr'))
-    .option('--iterations <n>', 'OTLM steps', hyper('--iterations', 'iterations'))
     .addOption(backendOption());
 }
 
@@ -209,11 +206,36 @@ function parseMethods(s: unknown): MethodName[] | undefined {
 }
 
 /** Fit options from flags (only those given, so the model's defaults and presets apply otherwise). */
-function fitOverrides(o: Opts): Record<string, unknown> {
-  const map: Record<string, string> = { lr: 'lr', iterations: 'iterations', batchSize: 'batchSize', lambda: 'lambda', sinkhornIters: 'sinkhornIters', tol: 'tol', grad: 'grad', optimizer: 'optimizer', weightDecay: 'weightDecay', seed: 'seed' };
+/**
+ * The OTLM hyper-parameters given by flags. In `fit` (which only fits OTLM) λ is --lambda; in `eval`
+ * and `correct`, where --lambda is the OT solve's λ, OTLM's is --otlm-lambda.
+ */
+function fitOverrides(o: Opts, lambdaFlag: 'lambda' | 'otlmLambda'): Record<string, unknown> {
+  const map: Record<string, string> = { lr: 'lr', iterations: 'iterations', batchSize: 'batchSize', [lambdaFlag]: 'lambda', sinkhornIters: 'sinkhornIters', grad: 'grad', optimizer: 'optimizer', weightDecay: 'weightDecay', seed: 'seed' };
+  if (lambdaFlag === 'lambda') map.tol = 'tol';
   const out: Record<string, unknown> = {};
   for (const [flag, key] of Object.entries(map)) if (o[flag] !== undefined) out[key] = o[flag];
   return out;
+}
+
+/**
+ * The one rule by which `fit`, `eval` and `correct --method otlm --val-logits` build the model to
+ * fit: the preset (or the defaults, the paper's CIFAR-100-LT settings), the flags over it, and the
+ * bias b = −log π exactly when training counts or a training prior are given.
+ */
+function otlmModel(o: Opts, lambdaFlag: 'lambda' | 'otlmLambda', base: { trainPrior?: Float64Array; targetPrior?: Float64Array; backend: Backend }): OTLM {
+  const opts = defined({ ...fitOverrides(o, lambdaFlag), ...base });
+  return o.preset ? OTLM.preset(o.preset as OtlmPreset, opts) : new OTLM(opts);
+}
+
+/** The flags that shape an OTLM fit in `eval` and `correct` (`fit` has its own, fuller set). */
+function otlmFitOptions(c: Command): Command {
+  return c
+    .addOption(new Option('--preset <name>', "OTLM preset for the fit (the paper's Appendix C settings)").choices(['cifar100-lt', 'imagenet-lt', 'inaturalist']))
+    .option('--otlm-lambda <x>', "OTLM's λ, for its fit and its correction (default: the preset's)", hyper('--otlm-lambda', 'lambda'))
+    .option('--lr <x>', 'OTLM learning rate', hyper('--lr', 'lr'))
+    .option('--iterations <n>', 'OTLM steps', hyper('--iterations', 'iterations'))
+    .option('--seed <n>', 'OTLM shuffling seed', hyper('--seed', 'seed'));
 }
 
 async function fitProgressBar(ctx: Ctx) {
@@ -246,7 +268,7 @@ async function runEval(ctx: Ctx, o: Opts): Promise<EvalOutput> {
     const backend = resolveBackend(ctx, o.backend);
     const model = o.model ? readModelArg('--model', String(o.model), test.cols, backend) : undefined;
     // Without flags OTLM runs with its defaults: the paper's CIFAR-100-LT settings (Appendix C).
-    const fit = fitOverrides(o);
+    const fit = fitOverrides(o, 'otlmLambda');
     if (o.preset) (fit as Record<string, unknown>).preset = o.preset;
     return {
       test, labels, trainCounts, targetPrior, val, model, methods,
@@ -347,8 +369,7 @@ async function applyMethod(ctx: Ctx, o: Opts, inp: CorrectInputs, targetPrior: F
     let model: OTLM;
     if (inp.model) model = inp.model;
     else {
-      const opts = defined({ trainPrior: inp.trainPrior, targetPrior, backend: common.backend, lambda: common.lambda });
-      model = new OTLM(opts);
+      model = otlmModel(o, 'otlmLambda', { trainPrior: inp.trainPrior, targetPrior, backend: common.backend });
       const bar = await fitProgressBar(ctx);
       try { await model.fit(inp.val!, { onProgress: (e: OtlmProgressEvent) => bar.on(e, Number(e.steps ?? model.options?.iterations ?? 0)) }); } finally { bar.stop(); }
     }
@@ -418,8 +439,8 @@ async function cmdFit(ctx: Ctx, o: Opts): Promise<void> {
     const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
     return { val, trainPrior, targetPrior };
   });
-  const opts = defined({ ...fitOverrides(o), trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) });
-  const model: OTLM = await inPhase('input', () => (o.preset ? OTLM.preset(o.preset as OtlmPreset, opts) : new OTLM(opts)));
+  const base = { trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) };
+  const model: OTLM = await inPhase('input', () => otlmModel(o, 'lambda', base));
   const curve: OtlmProgressEvent[] = [];
   const bar = await fitProgressBar(ctx);
   ctx.flushNotes();

@@ -211,6 +211,41 @@ describe('otlm eval / demo / report', () => {
     expect(byName.LA.metrics.top1).toBeCloseTo(acc(argmaxRows(LOGITS.map((v, i) => v - Math.log(COUNTS[i % K]! / total)), K)), 10);
   });
 
+  it('eval and correct compute the same LA with a target prior (prior-shift form); μ = π gives CE back', () => {
+    const d = fresh('la-shift');
+    const counts = COUNTS;
+    const ev = JSON.parse(otlm(['eval', '--logits', logitsPath, '--labels', labelsPath, '--train-counts', countsPath, '--target-prior', countsPath, '--methods', 'CE,LA', '--json']).stdout);
+    const byName = Object.fromEntries(ev.methods.map((m: { method: string }) => [m.method, m]));
+    expect(byName.LA.metrics.top1).toBe(byName.CE.metrics.top1);
+    const pred = path.join(d, 'y.csv');
+    const r = otlm(['correct', '--method', 'la', '--logits', logitsPath, '--train-counts', countsPath, '--target-prior', countsPath, '--predictions-out', pred]);
+    expect(r.code, r.stderr).toBe(0);
+    const y = fs.readFileSync(pred, 'utf8').trim().split('\n').map(Number);
+    expect(y.filter((p, i) => p === LABELS[i]).length / N).toBeCloseTo(byName.LA.metrics.top1, 12);
+    expect(counts.length).toBe(K);
+  });
+
+  it('fit + correct --model, correct --method otlm --val-logits and eval build the same OTLM from the same flags; eval --lambda is OT\'s only', () => {
+    const d = fresh('otlm-same');
+    const flags = ['--iterations', '8', '--otlm-lambda', '0.5', '--seed', '3'];
+    const evalRun = (extra: string[]) => JSON.parse(otlm(['eval', '--logits', logitsPath, '--labels', labelsPath, '--train-counts', countsPath, '--val-logits', logitsPath, '--methods', 'OTLM', ...flags, ...extra, '--json']).stdout);
+    const top1 = (e: { methods: Array<{ metrics: { top1: number } }> }) => e.methods[0]!.metrics.top1;
+    const e1 = evalRun([]);
+    expect(top1(evalRun(['--lambda', '0.05']))).toBe(top1(e1));  // OT's λ leaves OTLM alone
+    const acc = (file: string) => fs.readFileSync(file, 'utf8').trim().split('\n').map(Number).filter((p, i) => p === LABELS[i]).length / N;
+    const y1 = path.join(d, 'y1.csv');
+    const c1 = otlm(['correct', '--method', 'otlm', '--logits', logitsPath, '--val-logits', logitsPath, '--train-counts', countsPath, ...flags, '--predictions-out', y1]);
+    expect(c1.code, c1.stderr).toBe(0);
+    const model = path.join(d, 'm.npz');
+    const f = otlm(['fit', '--logits', logitsPath, '--train-counts', countsPath, '--out', model, '--iterations', '8', '--lambda', '0.5', '--seed', '3']);
+    expect(f.code, f.stderr).toBe(0);
+    const y2 = path.join(d, 'y2.csv');
+    const c2 = otlm(['correct', '--method', 'otlm', '--logits', logitsPath, '--model', model, '--predictions-out', y2]);
+    expect(c2.code, c2.stderr).toBe(0);
+    expect(fs.readFileSync(y1, 'utf8')).toBe(fs.readFileSync(y2, 'utf8'));
+    expect(acc(y1)).toBeCloseTo(top1(e1), 12);
+  });
+
   it('demo prints the table on the bundled data, with provenance, in under 30 s', () => {
     const t0 = Date.now();
     const r = otlm(['demo']);
