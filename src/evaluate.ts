@@ -9,7 +9,7 @@ import { checkMatrix, normalizePrior } from './api/validate.js';
 import type { Backend, Matrix } from './api/types.js';
 import { darp } from './methods/darp.js';
 import { logitAdjust } from './methods/la.js';
-import { otCorrect, type CorrectionResult } from './methods/ot.js';
+import { applyClassOffsets, otCorrect, type CorrectionResult } from './methods/ot.js';
 import { metrics, type MetricsResult } from './metrics.js';
 import { OTLM, type OtlmPreset, type OtlmProgressEvent } from './train/otlm.js';
 
@@ -42,6 +42,11 @@ export interface MethodResult {
   metrics: MetricsResult;
   predictions: Int32Array;
   seconds: number;
+  /**
+   * OT and OTLM: the ECE of their 'calibrated' probabilities softmax(Φ + g) (same predictions), beside
+   * `metrics.ece` of the plan's rows, which 1/λ sharpens. Undefined for the other methods.
+   */
+  eceCalibrated?: number | null;
   /** Method-specific notes (iterations, converged...). */
   detail?: Record<string, unknown>;
 }
@@ -90,10 +95,15 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   const pi = normalizePrior('trainCounts', trainCounts, k);
   const want = new Set(inp.methods ?? ALL_METHODS);
   const out: EvalOutput = { k, n: test.rows, targetPrior: mu, trainCounts, results: [], skipped: [] };
-  const score = async (method: MethodName, t0: number, r: { predictions: Int32Array; probabilities?: Matrix }, detail?: Record<string, unknown>) => {
+  const score = async (method: MethodName, t0: number, r: { predictions: Int32Array; probabilities?: Matrix }, detail?: Record<string, unknown>, calibratedFrom?: { logits: Matrix; g: Float64Array }) => {
     const seconds = now() - t0;
     const m = metrics(r.predictions, labels, trainCounts, defined({ targetPrior: mu, probabilities: r.probabilities }));
-    out.results.push({ method, metrics: m, predictions: r.predictions, seconds, detail });
+    const res: MethodResult = { method, metrics: m, predictions: r.predictions, seconds, detail };
+    if (calibratedFrom) {
+      const cal = applyClassOffsets(calibratedFrom.logits, calibratedFrom.g, { lambda: 1 });
+      res.eceCalibrated = metrics(r.predictions, labels, trainCounts, { targetPrior: mu, probabilities: cal.probabilities }).ece;
+    }
+    out.results.push(res);
   };
 
   if (want.has('CE')) {
@@ -115,7 +125,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
   if (want.has('OT')) {
     const t0 = now();
     const r: CorrectionResult = await otCorrect(test, defined({ lambda: inp.lambda, targetPrior: mu, maxIter: inp.maxIter, tol: inp.tol, trace: true, backend: inp.backend }));
-    await score('OT', t0, r, { iterations: r.iterations, error: r.error, converged: r.converged });
+    await score('OT', t0, r, { iterations: r.iterations, error: r.error, converged: r.converged }, { logits: test, g: r.classOffsets });
     if (r.trace) out.otTrace = Array.from(r.trace);
     out.otLambda = inp.lambda ?? 1; // otCorrect's documented default
   }
@@ -138,7 +148,7 @@ export async function evaluateAll(inp: EvalInput): Promise<EvalOutput> {
         });
       }
       const r = await model.correct(test, defined({ maxIter: inp.maxIter, tol: inp.tol, trace: false }));
-      await score('OTLM', t0, r, { iterations: r.iterations, converged: r.converged, fitSteps: curve.length });
+      await score('OTLM', t0, r, { iterations: r.iterations, converged: r.converged, fitSteps: curve.length }, { logits: await model.adjustedLogits(test), g: r.classOffsets });
       out.lossCurve = curve;
       out.weights = model.weights;
     }

@@ -16,6 +16,12 @@ export interface MetricsOptions {
   probabilities?: Matrix;
   /** Number of equal-width confidence bins of the ECE. Default 15. */
   eceBins?: number;
+  /**
+   * Recall floor of the geometric mean, in [0, 1]. Default 1e-3, as is common in the long-tail
+   * literature: one class with zero recall would otherwise zero the GM of every method on 100
+   * classes. 0 gives the strict geometric mean.
+   */
+  gmFloor?: number;
 }
 
 export interface MetricsResult {
@@ -23,8 +29,10 @@ export interface MetricsResult {
   top1: number;
   /** Mean of the per-class recalls over the classes present in `labels`. */
   balancedAccuracy: number;
-  /** Geometric mean of those recalls (0 when any of them is 0). */
+  /** Geometric mean of those recalls, each floored at `gmFloor` (default 1e-3). */
   geometricMeanRecall: number;
+  /** Classes present in `labels` with recall 0 (the ones the GM floor lifts). */
+  zeroRecallClasses: number;
   /** Mean recall over classes with training count > manyThreshold (and present in labels); null if there are none. */
   many: number | null;
   /** Mean recall over classes with fewThreshold ≤ training count ≤ manyThreshold; null if none. */
@@ -66,7 +74,7 @@ export function metrics(
   opts?: MetricsOptions,
 ): MetricsResult {
   const fn = 'metrics';
-  const o = checkOptions<MetricsOptions>(fn, opts, ['targetPrior', 'manyThreshold', 'fewThreshold', 'probabilities', 'eceBins']);
+  const o = checkOptions<MetricsOptions>(fn, opts, ['targetPrior', 'manyThreshold', 'fewThreshold', 'probabilities', 'eceBins', 'gmFloor']);
   if (typeof trainCounts !== 'object' || trainCounts === null || typeof trainCounts.length !== 'number' || trainCounts.length < 1)
     throw new TypeError(`trainCounts must be a non-empty array of per-class training counts, got ${describe(trainCounts)}`);
   const k = trainCounts.length;
@@ -101,6 +109,7 @@ export function metrics(
   if (few > many) throw new RangeError(`${fn}: fewThreshold (${few}) must be <= manyThreshold (${many})`);
   const mu = o.targetPrior === undefined ? new Float64Array(k).fill(1 / k) : normalizePrior(`${fn}: targetPrior`, o.targetPrior, k);
   const bins = o.eceBins === undefined ? 15 : checkNumber(`${fn}: eceBins`, o.eceBins, { integer: true, min: 1 });
+  const gmFloor = o.gmFloor === undefined ? 1e-3 : checkNumber(`${fn}: gmFloor`, o.gmFloor, { min: 0, max: 1 });
 
   const support = new Int32Array(k);
   const hits = new Int32Array(k);
@@ -118,7 +127,7 @@ export function metrics(
   let present = 0;
   let recallSum = 0;
   let logRecallSum = 0;
-  let anyZero = false;
+  let zeroRecall = 0;
   const group = { many: [0, 0], medium: [0, 0], few: [0, 0] };
   for (let j = 0; j < k; j++) {
     if (support[j] === 0) {
@@ -129,8 +138,8 @@ export function metrics(
     perClass[j] = rec;
     present++;
     recallSum += rec;
-    if (rec === 0) anyZero = true;
-    else logRecallSum += Math.log(rec);
+    if (rec === 0) zeroRecall++;
+    logRecallSum += Math.log(Math.max(rec, gmFloor));  // log 0 = −Infinity: the strict GM is 0
     const gname = counts[j] > many ? 'many' : counts[j] < few ? 'few' : 'medium';
     group[gname][0] += rec;
     group[gname][1]++;
@@ -166,7 +175,8 @@ export function metrics(
   return {
     top1: correct / n,
     balancedAccuracy: recallSum / present,
-    geometricMeanRecall: anyZero ? 0 : Math.exp(logRecallSum / present),
+    geometricMeanRecall: Math.exp(logRecallSum / present),
+    zeroRecallClasses: zeroRecall,
     many: mean(group.many),
     medium: mean(group.medium),
     few: mean(group.few),

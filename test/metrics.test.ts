@@ -29,7 +29,12 @@ describe('metrics', () => {
     const m = metrics([0, 0, 1, 1], [0, 1, 1, 2], [10, 10, 10], { targetPrior: [2, 1, 1] });
     // q = [0.5, 0.5, 0], μ = [0.5, 0.25, 0.25]: 0.5 ln 1 + 0.5 ln 2 + 0 = 0.346574
     expect(m.klMarginal).toBeCloseTo(0.5 * Math.LN2, 14);
-    expect(m.geometricMeanRecall).toBe(0); // class 2 has recall 0
+    // class 2 has recall 0: floored at 1e-3 by default (1·0.5·0.001)^(1/3); strict (floor 0) gives 0
+    expect(m.zeroRecallClasses).toBe(1);
+    expect(m.geometricMeanRecall).toBeCloseTo(Math.cbrt(1 * 0.5 * 1e-3), 14);
+    expect(metrics([0, 0, 1, 1], [0, 1, 1, 2], [10, 10, 10], { gmFloor: 0 }).geometricMeanRecall).toBe(0);
+    expect(metrics([0, 0, 1, 1], [0, 1, 1, 2], [10, 10, 10], { gmFloor: 0.1 }).geometricMeanRecall).toBeCloseTo(Math.cbrt(0.05), 14);
+    expect(() => metrics([0], [0], [1], { gmFloor: 2 })).toThrow(/gmFloor must be in \[0, 1\], got 2/);
   });
 
   it('thresholds: configurable; empty groups are null; absent classes NaN in perClass and left out of the means', () => {

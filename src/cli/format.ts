@@ -13,13 +13,13 @@ export function table(head: string[], rows: string[][]): string {
 
 /** The paper-style comparison table (accuracies in %, KL in nats). */
 export function evalTable(ev: EvalOutput): string {
-  const head = ['method', 'top-1', 'bal.acc', 'GM', 'many', 'medium', 'few', 'KL(p̂‖μ)', 'ECE', 'time'];
+  const head = ['method', 'top-1', 'bal.acc', 'GM', 'many', 'medium', 'few', 'KL(p̂‖μ)', 'ECE', 'ECE cal.', 'time'];
   const rows = ev.results.map((r) => [
     r.method,
     pct(r.metrics.top1), pct(r.metrics.balancedAccuracy), pct(r.metrics.geometricMeanRecall),
     pct(r.metrics.many), pct(r.metrics.medium), pct(r.metrics.few),
     Number.isFinite(r.metrics.klMarginal) ? r.metrics.klMarginal.toFixed(4) : '–',
-    pct(r.metrics.ece),
+    pct(r.metrics.ece), pct(r.eceCalibrated),
     r.seconds < 1 ? `${(r.seconds * 1000).toFixed(0)} ms` : `${r.seconds.toFixed(2)} s`,
   ]);
   let s = table(head, rows);
@@ -38,6 +38,7 @@ export function evalJson(ev: EvalOutput): Record<string, unknown> {
     methods: ev.results.map((r) => ({
       method: r.method,
       seconds: r.seconds,
+      ...(r.eceCalibrated !== undefined ? { eceCalibrated: r.eceCalibrated } : {}),
       ...r.detail,
       metrics: Object.fromEntries(Object.entries(r.metrics).map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v])),
     })),

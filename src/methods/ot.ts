@@ -21,6 +21,15 @@ export interface OtCorrectOptions extends SolverOptions {
   priorEstimation?: PriorEstimateOptions;
   /** Write the corrected probabilities into this Float32Array (length N·K) instead of a new one. */
   out?: Float32Array;
+  /**
+   * Which corrected probabilities to return (the predictions are the same either way):
+   * - 'plan' (default, the paper's): the rows of the plan, softmax((Φ_i + g)/λ). They are
+   *   sharpened by 1/λ, so at the usual λ < 1 they are over-confident (ECE 10–50%).
+   * - 'calibrated': softmax(Φ_i + g), the classifier's own probabilities shifted by the class
+   *   offsets. They have the same argmax and keep the classifier's calibration. They are computed
+   *   from the logits, so `out` must not be the logits array.
+   */
+  probabilities?: 'plan' | 'calibrated';
 }
 
 export interface OtCorrectAsyncOptions extends OtCorrectOptions {
@@ -56,9 +65,14 @@ export interface CorrectionResult {
   warning?: string;
 }
 
-const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'trainPrior', 'priorEstimation', 'out'];
+const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'trainPrior', 'priorEstimation', 'out', 'probabilities'];
 
 function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
+  if (o.probabilities !== undefined && o.probabilities !== 'plan' && o.probabilities !== 'calibrated')
+    throw new TypeError(`${fn}: probabilities must be 'plan' or 'calibrated', got ${describe(o.probabilities)}`);
+  if (o.probabilities === 'calibrated' && o.out !== undefined && o.out.buffer === logits.data.buffer &&
+      o.out.byteOffset < logits.data.byteOffset + logits.data.byteLength && logits.data.byteOffset < o.out.byteOffset + o.out.byteLength)
+    throw new RangeError(`${fn}: probabilities 'calibrated' are computed from the logits: out must not overlap them`);
   if (o.out !== undefined) {
     if (!(o.out instanceof Float32Array)) throw new TypeError(`${fn}: out must be a Float32Array, got ${describe(o.out)}`);
     const len = logits.rows * logits.cols;
@@ -66,7 +80,30 @@ function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
   }
 }
 
-function toCorrection(logits: Matrix, r: SolveOutput): CorrectionResult {
+/** softmax((Φ_i + g)/λ) of every row into `probs`, and its argmax into `pred` when given (float64 math). */
+function shiftedSoftmax(logits: Matrix, g: ArrayLike<number>, lambda: number, probs: Float32Array, pred?: Int32Array): void {
+  const { rows: n, cols: k, data } = logits;
+  const z = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    let mx = -Infinity;
+    let best = 0;
+    for (let j = 0; j < k; j++) {
+      z[j] = data[i * k + j] + g[j];
+      if (z[j] > mx) {
+        mx = z[j];
+        best = j;
+      }
+    }
+    let s = 0;
+    for (let j = 0; j < k; j++) s += (z[j] = Math.exp((z[j] - mx) / lambda));
+    for (let j = 0; j < k; j++) probs[i * k + j] = z[j] / s;
+    if (pred) pred[i] = best;
+  }
+}
+
+function toCorrection(logits: Matrix, r: SolveOutput, form: OtCorrectOptions['probabilities'] = 'plan'): CorrectionResult {
+  // 'calibrated': softmax(Φ + g) over the plan's array (same predictions: f_i is constant along a row).
+  if (form === 'calibrated') shiftedSoftmax(logits, r.g, 1, r.plan as Float32Array);
   const out: CorrectionResult = {
     probabilities: { data: r.plan as Float32Array, rows: logits.rows, cols: logits.cols },
     predictions: r.predictions as Int32Array,
@@ -112,7 +149,7 @@ export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): Correcti
   checkExtras(fn, o, logits);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
   const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true, planName: 'out' });
-  return withPrior(toCorrection(logits, solveSync(req)), tp);
+  return withPrior(toCorrection(logits, solveSync(req), o.probabilities), tp);
 }
 
 /** The Promise form of {@link otCorrectSync}; honours `signal`. */
@@ -124,7 +161,7 @@ export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): P
   const signal = checkSignal(fn, o.signal);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
   const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true, planName: 'out' });
-  return withPrior(toCorrection(logits, await solve(req, signal)), tp);
+  return withPrior(toCorrection(logits, await solve(req, signal), o.probabilities), tp);
 }
 
 /**
@@ -145,26 +182,11 @@ export function applyClassOffsets(
   const fn = 'applyClassOffsets';
   const o = checkOptions<{ lambda?: number }>(fn, opts, ['lambda']);
   checkMatrix('logits', logits);
-  const { rows: n, cols: k, data } = logits;
+  const { rows: n, cols: k } = logits;
   const g = checkVector(`${fn}: classOffsets`, classOffsets, k);
   const lambda = o.lambda === undefined ? 1 : checkHyper(`${fn}: lambda`, 'lambda', o.lambda);
   const probs = new Float32Array(n * k);
   const pred = new Int32Array(n);
-  const z = new Float64Array(k);
-  for (let i = 0; i < n; i++) {
-    let mx = -Infinity;
-    let best = 0;
-    for (let j = 0; j < k; j++) {
-      z[j] = data[i * k + j] + g[j];
-      if (z[j] > mx) {
-        mx = z[j];
-        best = j;
-      }
-    }
-    let s = 0;
-    for (let j = 0; j < k; j++) s += (z[j] = Math.exp((z[j] - mx) / lambda));
-    for (let j = 0; j < k; j++) probs[i * k + j] = z[j] / s;
-    pred[i] = best;
-  }
+  shiftedSoftmax(logits, g, lambda, probs, pred);
   return { probabilities: { data: probs, rows: n, cols: k }, predictions: pred };
 }

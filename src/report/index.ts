@@ -11,6 +11,8 @@ export interface ReportMethod
   extends Pick<MetricsResult, 'top1' | 'balancedAccuracy' | 'geometricMeanRecall' | 'many' | 'medium' | 'few' | 'klMarginal' | 'ece'> {
   name: string;
   seconds: number;
+  /** OT/OTLM: ECE of softmax(Φ + g), their 'calibrated' probabilities; null for the others. */
+  eceCalibrated: number | null;
   perClass: number[];
   predictedMarginal: number[];
 }
@@ -66,6 +68,7 @@ export function reportDataFrom(ev: EvalOutput, meta: { title: string; source: st
       few: r.metrics.few,
       klMarginal: r.metrics.klMarginal,
       ece: r.metrics.ece,
+      eceCalibrated: r.eceCalibrated ?? null,
       seconds: r.seconds,
       perClass: num(r.metrics.perClass),
       predictedMarginal: num(r.metrics.predictedMarginal),
@@ -85,7 +88,8 @@ function summaryTable(d: ReportData): string {
     ['Top-1 %', (m) => m.top1, 'pct', true], ['Balanced acc. %', (m) => m.balancedAccuracy, 'pct', true],
     ['GM recall %', (m) => m.geometricMeanRecall, 'pct', true], ['Many %', (m) => m.many, 'pct', true],
     ['Medium %', (m) => m.medium, 'pct', true], ['Few %', (m) => m.few, 'pct', true],
-    ['KL(p̂ ‖ μ)', (m) => m.klMarginal, 'kl', false], ['ECE %', (m) => m.ece, 'pct', false], ['Time', (m) => m.seconds, 's', false],
+    ['KL(p̂ ‖ μ)', (m) => m.klMarginal, 'kl', false], ['ECE %', (m) => m.ece, 'pct', false],
+    ['ECE calibrated %', (m) => m.eceCalibrated, 'pct', false], ['Time', (m) => m.seconds, 's', false],
   ];
   const best = cols.map(([, get, kind, higher]) => {
     if (kind === 's') return NaN;

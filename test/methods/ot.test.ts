@@ -97,4 +97,44 @@ describe.skipIf(!existsSync(`${dataDir}test_logits.npy`))('real data: Fashion-MN
     console.log(`fmnist-lt test: balanced accuracy ${before.balancedAccuracy.toFixed(4)} -> ${after.balancedAccuracy.toFixed(4)}, ` +
       `KL ${before.klMarginal.toFixed(4)} -> ${after.klMarginal.toFixed(4)}, ${r.iterations} iterations on ${r.backend}`);
   });
+
+  it("probabilities 'calibrated': softmax(Φ + g), the plan's predictions, and an ECE near the classifier's own", () => {
+    const logits = readMatrix(`${dataDir}test_logits.npy`);
+    const labels = readLabels(`${dataDir}test_labels.npy`);
+    const counts = readVector(`${dataDir}train_counts.npy`);
+    const { rows: n, cols: k } = logits;
+    for (const backend of backends) {
+      const plan = otCorrectSync(logits, { backend, lambda: 0.1, tol: 1e-6 });
+      const cal = otCorrectSync(logits, { backend, lambda: 0.1, tol: 1e-6, probabilities: 'calibrated' });
+      expect(cal.predictions).toEqual(plan.predictions);
+      // softmax(Φ_i + g) in float64, independently of the library
+      for (const i of [0, 1, 777, n - 1]) {
+        const z = Array.from({ length: k }, (_, j) => logits.data[i * k + j]! + cal.classOffsets[j]!);
+        const m = Math.max(...z);
+        const e = z.map((v) => Math.exp(v - m));
+        const s = e.reduce((a, b) => a + b, 0);
+        for (let j = 0; j < k; j++) expect(cal.probabilities.data[i * k + j]).toBeCloseTo(e[j]! / s, 6);
+      }
+      const raw = new Float32Array(n * k);
+      for (let i = 0; i < n; i++) {
+        const row = Array.from(logits.data.subarray(i * k, i * k + k));
+        const m = Math.max(...row);
+        const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+        for (let j = 0; j < k; j++) raw[i * k + j] = Math.exp(row[j]! - m) / s;
+      }
+      const pred = Int32Array.from({ length: n }, (_, i) => { let b = 0; for (let j = 1; j < k; j++) if (raw[i * k + j]! > raw[i * k + b]!) b = j; return b; });
+      const eceCE = metrics(pred, labels, counts, { probabilities: { data: raw, rows: n, cols: k } }).ece!;
+      const ecePlan = metrics(plan.predictions, labels, counts, { probabilities: plan.probabilities }).ece!;
+      const eceCal = metrics(cal.predictions, labels, counts, { probabilities: cal.probabilities }).ece!;
+      console.log(`fmnist-lt, λ = 0.1, ${backend}: ECE plan ${(100 * ecePlan).toFixed(2)}%, calibrated ${(100 * eceCal).toFixed(2)}%, CE ${(100 * eceCE).toFixed(2)}%`);
+      expect(eceCal).toBeLessThan(ecePlan / 2);
+      expect(Math.abs(eceCal - eceCE)).toBeLessThan(0.05);
+    }
+  });
+
+  it("probabilities 'calibrated' refuses an out that overlaps the logits (they are computed from them)", () => {
+    const data = longTailedLogits(3, 20, 4);
+    expect(() => otCorrectSync({ data, rows: 20, cols: 4 }, { out: data, probabilities: 'calibrated' })).toThrow(/calibrated' are computed from the logits/);
+    expect(() => otCorrectSync({ data, rows: 20, cols: 4 }, { probabilities: 'soft' as never })).toThrow(/probabilities must be 'plan' or 'calibrated'/);
+  });
 });
