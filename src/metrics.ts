@@ -1,7 +1,7 @@
 /**
  * The metrics long-tail papers report (docs/architecture.md).
  */
-import type { Matrix, PriorInput } from './api/types.js';
+import type { MatrixInput, PriorInput } from './api/types.js';
 import { checkLabels, checkMatrix, checkNumber, describe, normalizePrior } from './api/validate.js';
 import { checkOptions } from './methods/common.js';
 
@@ -13,7 +13,7 @@ export interface MetricsOptions {
   /** Few-shot classes have fewer than this many training samples. Default 20. */
   fewThreshold?: number;
   /** Class probabilities (N×K) for the expected calibration error; ECE is null without them. */
-  probabilities?: Matrix;
+  probabilities?: MatrixInput;
   /** Number of equal-width confidence bins of the ECE. Default 15. */
   eceBins?: number;
   /**
@@ -88,9 +88,9 @@ export function metrics(
     throw new TypeError(`labels must be a non-empty array of class indices, got ${describe(labels)}`);
   const n = labels.length;
   // K is trainCounts' length, so a class beyond it may as well be a short trainCounts: name both.
-  if (o.probabilities !== undefined) {
-    checkMatrix('probabilities', o.probabilities, { rows: n });
-    const c = o.probabilities.cols;
+  const probs = o.probabilities === undefined ? undefined : checkMatrix('probabilities', o.probabilities, { rows: n });
+  if (probs) {
+    const c = probs.cols;
     if (c !== k)
       throw new RangeError(`trainCounts has length ${k} but probabilities has ${c} columns: trainCounts must have length ${c} (one entry per class), or probabilities must have ${k} columns`);
   }
@@ -154,8 +154,8 @@ export function metrics(
   }
 
   let ece: number | null = null;
-  if (o.probabilities) {
-    const P = o.probabilities.data;
+  if (probs) {
+    const P = probs.data;
     const cnt = new Float64Array(bins);
     const conf = new Float64Array(bins);
     const acc = new Float64Array(bins);

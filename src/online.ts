@@ -21,7 +21,7 @@
  * `targetPrior: 'estimate'` every solve re-estimates μ on its batch (EM/MLLS or BBSE, see estimatePrior),
  * which is what lets the corrector follow a shift of the class prior.
  */
-import type { Backend, Matrix, PriorInput } from './api/types.js';
+import type { Backend, Matrix, MatrixInput, PriorInput } from './api/types.js';
 import { checkHyper, checkMatrix, checkNumber, describe, isMatrix, normalizePrior } from './api/validate.js';
 import { checkOptions } from './methods/common.js';
 import { isBackend } from './native/backend.js';
@@ -187,8 +187,8 @@ export class OnlineCorrector {
     return this.#g;
   }
 
-  #prepare(fn: string, batch: Matrix, override: { targetPrior?: TargetPriorSpec } | undefined, warm: boolean) {
-    checkMatrix(`${fn}: batch`, batch);
+  #prepare(fn: string, input: MatrixInput, override: { targetPrior?: TargetPriorSpec } | undefined, warm: boolean) {
+    const batch = checkMatrix(`${fn}: batch`, input);
     const k = batch.cols;
     if (this.#k !== undefined && k !== this.#k)
       throw new RangeError(`OnlineCorrector.${fn}: batch has ${k} columns but the corrector has ${this.#k} classes`);
@@ -200,7 +200,7 @@ export class OnlineCorrector {
     };
     // The first f update overwrites f, so only g carries information into the warm start.
     if (warm && this.#g) solveOpts.warmStart = { f: new Float64Array(batch.rows), g: this.#g };
-    return { k, resolved, solveOpts };
+    return { batch, k, resolved, solveOpts };
   }
 
   #commit(
@@ -235,30 +235,30 @@ export class OnlineCorrector {
    * stores its class offsets g, replacing any earlier state. `opts.targetPrior` overrides the
    * constructor's prior for this call (e.g. a known prior of this batch).
    */
-  async fit(batch: Matrix, opts?: { targetPrior?: TargetPriorSpec }): Promise<OnlineSolveReport> {
-    const { k, resolved, solveOpts } = this.#prepare('fit', batch, opts, false);
-    return this.#commit(batch, k, resolved, await otCorrect(batch, solveOpts), false);
+  async fit(batch: MatrixInput, opts?: { targetPrior?: TargetPriorSpec }): Promise<OnlineSolveReport> {
+    const { batch: m, k, resolved, solveOpts } = this.#prepare('fit', batch, opts, false);
+    return this.#commit(m, k, resolved, await otCorrect(m, solveOpts), false);
   }
 
   /** The synchronous form of {@link fit}. */
-  fitSync(batch: Matrix, opts?: { targetPrior?: TargetPriorSpec }): OnlineSolveReport {
-    const { k, resolved, solveOpts } = this.#prepare('fitSync', batch, opts, false);
-    return this.#commit(batch, k, resolved, otCorrectSync(batch, solveOpts), false);
+  fitSync(batch: MatrixInput, opts?: { targetPrior?: TargetPriorSpec }): OnlineSolveReport {
+    const { batch: m, k, resolved, solveOpts } = this.#prepare('fitSync', batch, opts, false);
+    return this.#commit(m, k, resolved, otCorrectSync(m, solveOpts), false);
   }
 
   /**
    * For drifting streams: an OT solve on `batch` warm-started from the current g, then
    * g ← decay·g + (1 − decay)·g_batch (gauge Σ g = 0). Before any `fit`, this is `fit`.
    */
-  async update(batch: Matrix, opts?: { targetPrior?: TargetPriorSpec }): Promise<OnlineSolveReport> {
-    const { k, resolved, solveOpts } = this.#prepare('update', batch, opts, true);
-    return this.#commit(batch, k, resolved, await otCorrect(batch, solveOpts), true);
+  async update(batch: MatrixInput, opts?: { targetPrior?: TargetPriorSpec }): Promise<OnlineSolveReport> {
+    const { batch: m, k, resolved, solveOpts } = this.#prepare('update', batch, opts, true);
+    return this.#commit(m, k, resolved, await otCorrect(m, solveOpts), true);
   }
 
   /** The synchronous form of {@link update}. */
-  updateSync(batch: Matrix, opts?: { targetPrior?: TargetPriorSpec }): OnlineSolveReport {
-    const { k, resolved, solveOpts } = this.#prepare('updateSync', batch, opts, true);
-    return this.#commit(batch, k, resolved, otCorrectSync(batch, solveOpts), true);
+  updateSync(batch: MatrixInput, opts?: { targetPrior?: TargetPriorSpec }): OnlineSolveReport {
+    const { batch: m, k, resolved, solveOpts } = this.#prepare('updateSync', batch, opts, true);
+    return this.#commit(m, k, resolved, otCorrectSync(m, solveOpts), true);
   }
 
   /**

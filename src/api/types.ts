@@ -10,6 +10,24 @@ export interface Matrix {
   cols: number;
 }
 
+/** An onnxruntime Tensor (onnxruntime-node/-web/-common), or anything shaped like one: float32, 2-D. Read in place (zero-copy). */
+// Typed loosely (an ort.Tensor from session.run() has a union `type`): float32 and 2-D are checked at run time.
+export interface OrtTensorLike {
+  readonly data: unknown;
+  readonly dims: readonly number[];
+  readonly type: string;
+}
+
+/** A TensorFlow.js float32 `Tensor2D` (read with `dataSync()`: one copy, made by tfjs). */
+export interface TfTensorLike {
+  readonly shape: readonly number[];
+  readonly dtype: string;
+  dataSync(): unknown;
+}
+
+/** Anything a matrix argument accepts: `{ data, rows, cols }`, an onnxruntime Tensor or a tfjs 2-D tensor. */
+export type MatrixInput = Matrix | OrtTensorLike | TfTensorLike;
+
 /**
  * Where the math runs. `auto` picks CUDA when the CUDA backend loaded and found a
  * device, else the native CPU engine; `reference` is the float64 TypeScript path

@@ -15,8 +15,42 @@ function positiveInt(name: string, v: unknown): number {
  * Checks a Matrix: Float32Array data of length rows*cols, every value finite
  * (unless allowNonFinite). Returns it unchanged (no copy).
  */
-export function checkMatrix(name: string, m: unknown, opts: { cols?: number; rows?: number; allowNonFinite?: boolean } = {}): Matrix {
-  if (!isMatrix(m)) throw new TypeError(`${name} must be a matrix { data: Float32Array, rows, cols }, got ${describe(m)}`);
+/**
+ * An onnxruntime Tensor (`{ data, dims, type }`) or a tfjs tensor (`{ shape, dtype, dataSync }`) as a
+ * Matrix; anything else unchanged (checkMatrix says what is wrong with it).
+ */
+function fromTensor(name: string, m: unknown): unknown {
+  if (typeof m !== 'object' || m === null || isMatrix(m)) return m;
+  const t = m as Record<string, unknown>;
+  const two = (dims: unknown, what: string): [number, number] => {
+    const d = Array.isArray(dims) ? dims.map(Number) : [];
+    if (d.length !== 2) throw new RangeError(`${name} must be a 2-D tensor [N, K], got ${what} ${JSON.stringify(dims)}`);
+    return [d[0]!, d[1]!];
+  };
+  if ('dims' in t && 'type' in t && 'data' in t) {  // onnxruntime Tensor
+    if (t.type !== 'float32') throw new TypeError(`${name}: an onnxruntime Tensor of type 'float32' is needed, got '${String(t.type)}'`);
+    const [rows, cols] = two(t.dims, 'dims');
+    return { data: t.data, rows, cols };
+  }
+  if ('shape' in t && 'dtype' in t && typeof t.dataSync === 'function') {  // tfjs Tensor
+    if (t.dtype !== 'float32') throw new TypeError(`${name}: a tfjs tensor of dtype 'float32' is needed, got '${String(t.dtype)}'`);
+    const [rows, cols] = two(t.shape, 'shape');
+    let data: unknown;
+    try {
+      data = (t.dataSync as () => unknown).call(t);
+    } catch (e) {
+      throw new TypeError(`${name}: cannot read the tfjs tensor (disposed?): ${(e as Error).message}`, { cause: e });
+    }
+    return { data, rows, cols };
+  }
+  return m;
+}
+
+/** Checks a matrix argument and returns it as a Matrix (tensors converted, see MatrixInput). */
+export function checkMatrix(name: string, input: unknown, opts: { cols?: number; rows?: number; allowNonFinite?: boolean } = {}): Matrix {
+  const m = fromTensor(name, input);
+  if (!isMatrix(m))
+    throw new TypeError(`${name} must be a matrix { data: Float32Array, rows, cols }, an onnxruntime Tensor or a tfjs 2-D tensor, got ${describe(m)}`);
   if (!(m.data instanceof Float32Array))
     throw new TypeError(`${name}.data must be a Float32Array, got ${describe(m.data)}`);
   const rows = positiveInt(`${name}.rows`, m.rows);

@@ -1,7 +1,7 @@
 /**
  * Logit Adjustment (Menon et al., ICLR 2021), post-hoc form.
  */
-import type { Matrix, PriorInput } from '../api/types.js';
+import type { Matrix, MatrixInput, PriorInput } from '../api/types.js';
 import { checkHyper, checkMatrix, normalizePrior } from '../api/validate.js';
 import { referenceArgmax, referenceLogitAdjust, referenceSoftmax } from '../paths/reference/la.js';
 import { checkOptions } from './common.js';
@@ -31,10 +31,10 @@ export interface LogitAdjustResult {
  * @param logits Φ, N×K finite float32.
  * @param trainPrior training class counts or probabilities, length K.
  */
-export function logitAdjustSync(logits: Matrix, trainPrior: PriorInput, opts?: LogitAdjustOptions): LogitAdjustResult {
+export function logitAdjustSync(input: MatrixInput, trainPrior: PriorInput, opts?: LogitAdjustOptions): LogitAdjustResult {
   const fn = 'logitAdjust';
   const o = checkOptions<LogitAdjustOptions>(fn, opts, ['tau', 'targetPrior']);
-  checkMatrix('logits', logits);
+  const logits = checkMatrix('logits', input);
   const { rows: n, cols: k } = logits;
   const pi = normalizePrior('trainPrior', trainPrior, k);
   const tau = o.tau === undefined ? 1 : checkHyper(`${fn}: tau`, 'tau', o.tau);

@@ -1,7 +1,7 @@
 /**
  * OT post-hoc correction (the paper's Algorithm 1) and its online form.
  */
-import type { Matrix, PriorInput } from '../api/types.js';
+import type { Matrix, MatrixInput, PriorInput } from '../api/types.js';
 import { checkHyper, checkMatrix, describe } from '../api/validate.js';
 import type { SolveOutput, SolverOptions } from './common.js';
 import type { PriorEstimate, PriorEstimateOptions } from '../prior/estimate.js';
@@ -142,10 +142,10 @@ function withPrior(r: CorrectionResult, tp: ReturnType<typeof resolveTargetPrior
  *
  * @param logits Φ, N×K finite float32 logits of the classifier.
  */
-export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): CorrectionResult {
+export function otCorrectSync(input: MatrixInput, opts?: OtCorrectOptions): CorrectionResult {
   const fn = 'otCorrectSync';
   const o = checkOptions<OtCorrectOptions>(fn, opts, KEYS);
-  checkMatrix('logits', logits);
+  const logits = checkMatrix('logits', input);
   checkExtras(fn, o, logits);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
   const req = buildRequest(fn, logits, 'logits', { ...o, targetPrior: tp.prior, plan: o.out ?? true, predictions: true }, { plan: true, predictions: true, planName: 'out' });
@@ -153,10 +153,10 @@ export function otCorrectSync(logits: Matrix, opts?: OtCorrectOptions): Correcti
 }
 
 /** The Promise form of {@link otCorrectSync}; honours `signal`. */
-export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): Promise<CorrectionResult> {
+export async function otCorrect(input: MatrixInput, opts?: OtCorrectAsyncOptions): Promise<CorrectionResult> {
   const fn = 'otCorrect';
   const o = checkOptions<OtCorrectAsyncOptions>(fn, opts, [...KEYS, 'signal']);
-  checkMatrix('logits', logits);
+  const logits = checkMatrix('logits', input);
   checkExtras(fn, o, logits);
   const signal = checkSignal(fn, o.signal);
   const tp = resolveTargetPrior(logits, o.trainPrior, o.targetPrior, o.priorEstimation, fn);
@@ -175,13 +175,13 @@ export async function otCorrect(logits: Matrix, opts?: OtCorrectAsyncOptions): P
  * @param opts.lambda the λ of the solve that produced g (default 1).
  */
 export function applyClassOffsets(
-  logits: Matrix,
+  input: MatrixInput,
   classOffsets: ArrayLike<number>,
   opts: { lambda?: number } = {},
 ): { probabilities: Matrix; predictions: Int32Array } {
   const fn = 'applyClassOffsets';
   const o = checkOptions<{ lambda?: number }>(fn, opts, ['lambda']);
-  checkMatrix('logits', logits);
+  const logits = checkMatrix('logits', input);
   const { rows: n, cols: k } = logits;
   const g = checkVector(`${fn}: classOffsets`, classOffsets, k);
   const lambda = o.lambda === undefined ? 1 : checkHyper(`${fn}: lambda`, 'lambda', o.lambda);

@@ -1,7 +1,7 @@
 /**
  * The public entropic-OT solver: log-domain Sinkhorn over a dense cost matrix, on any backend.
  */
-import type { Matrix, PriorInput } from '../api/types.js';
+import type { MatrixInput, PriorInput } from '../api/types.js';
 import { checkMatrix } from '../api/validate.js';
 import type { SolveOutput, SolverOptions } from './common.js';
 import { SOLVER_OPTION_KEYS, buildRequest, checkOptions, checkSignal, solve, solveSync } from './common.js';
@@ -50,18 +50,18 @@ const KEYS = [...SOLVER_OPTION_KEYS, 'rowMarginal', 'colMarginal', 'targetPrior'
  *
  * @param cost the cost M, N×K, finite float32 (row-major).
  */
-export function sinkhornSync(cost: Matrix, opts?: SinkhornOptions): SinkhornResult {
+export function sinkhornSync(input: MatrixInput, opts?: SinkhornOptions): SinkhornResult {
   const fn = 'sinkhornSync';
   const o = checkOptions<SinkhornOptions>(fn, opts, KEYS);
-  checkMatrix('cost', cost);
+  const cost = checkMatrix('cost', input);
   return solveSync(buildRequest(fn, cost, 'cost', o, { plan: false, predictions: false }));
 }
 
 /** The Promise form of {@link sinkhornSync}: runs off the main thread (native) and honours `signal`. */
-export async function sinkhorn(cost: Matrix, opts?: SinkhornAsyncOptions): Promise<SinkhornResult> {
+export async function sinkhorn(input: MatrixInput, opts?: SinkhornAsyncOptions): Promise<SinkhornResult> {
   const fn = 'sinkhorn';
   const o = checkOptions<SinkhornAsyncOptions>(fn, opts, [...KEYS, 'signal']);
-  checkMatrix('cost', cost);
+  const cost = checkMatrix('cost', input);
   const signal = checkSignal(fn, o.signal);
   return solve(buildRequest(fn, cost, 'cost', o, { plan: false, predictions: false }), signal);
 }

@@ -18,7 +18,7 @@
  *   C w = q for importance weights w_b = μ_b / s_b (negatives clipped to 0), μ ∝ w ⊙ s.
  *   The condition number of C is reported: large values mean an unreliable estimate.
  */
-import type { Matrix, PriorInput } from '../api/types.js';
+import type { Matrix, MatrixInput, PriorInput } from '../api/types.js';
 import { checkHyper, checkLabels, checkMatrix, describe, normalizePrior } from '../api/validate.js';
 import { checkOptions } from '../methods/common.js';
 
@@ -210,9 +210,9 @@ export function fitCalibration(
  * @param logits target (test) logits, N×K
  * @param trainPrior training class counts or prior π (the source prior of uncalibrated EM)
  */
-export function estimatePrior(logits: Matrix, trainPrior: PriorInput, opts: PriorEstimateOptions = {}): PriorEstimate {
+export function estimatePrior(input: MatrixInput, trainPrior: PriorInput, opts: PriorEstimateOptions = {}): PriorEstimate {
   const o = checkOptions<PriorEstimateOptions>('estimatePrior', opts, ['method', 'validation', 'calibration', 'maxIter', 'tol']);
-  checkMatrix('logits', logits);
+  const logits = checkMatrix('logits', input);
   const k = logits.cols;
   const pi = normalizePrior('trainPrior', trainPrior, k);
   const method = o.method ?? 'em';
@@ -222,8 +222,8 @@ export function estimatePrior(logits: Matrix, trainPrior: PriorInput, opts: Prio
     const v = o.validation as unknown;
     if (typeof v !== 'object' || v === null || !('logits' in v) || !('labels' in v))
       throw new TypeError(`validation must be { logits: Matrix, labels }, got ${describe(v)}`);
-    checkMatrix('validation.logits', o.validation.logits, { cols: k });
-    val = { logits: o.validation.logits, labels: checkLabels('validation.labels', o.validation.labels, o.validation.logits.rows, k) };
+    const vl = checkMatrix('validation.logits', o.validation.logits, { cols: k });
+    val = { logits: vl, labels: checkLabels('validation.labels', o.validation.labels, vl.rows, k) };
   }
   const calibration = o.calibration ?? (val ? 'bcts' : 'none');
   if (calibration !== 'none' && calibration !== 'ts' && calibration !== 'bcts')

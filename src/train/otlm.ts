@@ -12,7 +12,7 @@
  * which keeps Φ, W and the optimizer state, so no K×K array crosses into JS per step.
  * Backend 'reference' runs the float64 TypeScript loss/gradient and a TS optimizer instead (tests).
  */
-import type { Backend, Matrix, PriorInput } from '../api/types.js';
+import type { Backend, Matrix, MatrixInput, PriorInput } from '../api/types.js';
 import { checkHyper, checkMatrix, describe, normalizePrior, type HyperName } from '../api/validate.js';
 import type { NativeBinding, NativeStepReport, NativeTrainer } from '../native/binding.js';
 import { nativeOrReference } from '../native/backend.js';
@@ -379,9 +379,9 @@ export class OTLM {
 
   // ------------------------------------------------------------------ fit
 
-  private prepare(val: Matrix, opts: OtlmFitOptions) {
+  private prepare(input: MatrixInput, opts: OtlmFitOptions) {
     if (this.busy) throw new Error('OTLM.fit: a fit is already running on this model');
-    checkMatrix('valLogits', val);
+    const val = checkMatrix('valLogits', input);
     const k = val.cols;
     if (this.k !== undefined && k !== this.k)
       throw new RangeError(`valLogits has ${k} columns but the model has K = ${this.k} (W is ${this.k}×${this.k})`);
@@ -432,7 +432,7 @@ export class OTLM {
    * A step whose loss or gradient is NaN/Inf, or whose update would make W non-finite, rejects
    * with an OtlmDivergenceError naming the step; W is left at its last finite value. Bad arguments throw (reject) before any step.
    */
-  async fit(valLogits: Matrix, opts: OtlmFitOptions = {}): Promise<FitResult> {
+  async fit(valLogits: MatrixInput, opts: OtlmFitOptions = {}): Promise<FitResult> {
     const ctx = this.prepare(valLogits, opts);
     return this.run(ctx, async (rows, lr) => {
       const r = await ctx.engine.step(rows, lr);
@@ -442,7 +442,7 @@ export class OTLM {
   }
 
   /** `fit` on the calling thread (blocks the event loop; a signal can only stop it before it starts). */
-  fitSync(valLogits: Matrix, opts: OtlmFitOptions = {}): FitResult {
+  fitSync(valLogits: MatrixInput, opts: OtlmFitOptions = {}): FitResult {
     const ctx = this.prepare(valLogits, opts);
     return this.run(ctx, (rows, lr) => ctx.engine.stepSync(rows, lr)) as FitResult;
   }
@@ -551,16 +551,16 @@ export class OTLM {
    * the OT correction `otCorrect(A, …)` whose cost is −log softmax(A) — the same CorrectionResult.
    * λ and the target prior default to the model's; other options are otCorrect's (its defaults).
    */
-  async correct(testLogits: Matrix, opts: OtlmCorrectOptions = {}): Promise<CorrectionResult> {
+  async correct(testLogits: MatrixInput, opts: OtlmCorrectOptions = {}): Promise<CorrectionResult> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`OTLM.correct: options must be an object, got ${describe(opts)}`);
     const a = await this.adjustedLogits(testLogits);
     return otCorrect(a, { lambda: this.hyper.lambda, targetPrior: this.targetPrior, backend: this.hyper.backend, threads: this.hyper.threads, ...opts });
   }
 
   /** A = Φ W + b for N×K logits (the logits whose softmax OTLM transports). */
-  async adjustedLogits(logits: Matrix): Promise<Matrix> {
+  async adjustedLogits(input: MatrixInput): Promise<Matrix> {
     if (!this.w || this.k === undefined) throw new Error('OTLM.correct: the model has no weights yet; call fit() (or setWeights()/OTLM.load()) first');
-    checkMatrix('testLogits', logits);
+    const logits = checkMatrix('testLogits', input);
     const k = this.k;
     if (logits.cols !== k) throw new RangeError(`testLogits has ${logits.cols} columns but the model has K = ${k} (W is ${k}×${k})`);
     const n = logits.rows;
