@@ -39,6 +39,8 @@ export type { OtlmReferenceInput, OtlmReferenceResult } from './paths/reference/
 // in the CLI's dependencies.
 export { evaluateAll, ALL_METHODS } from './evaluate.js';
 export type { EvalInput, EvalOutput, MethodName, MethodResult } from './evaluate.js';
+export { tune } from './tune.js';
+export type { TuneOptions, TuneResult, TuneRow, TuneMethod } from './tune.js';
 export { renderReport } from './report/index.js';
 export type { ReportData, ReportMethod } from './report/index.js';
 

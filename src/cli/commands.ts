@@ -13,10 +13,11 @@ import { darp } from '../methods/darp.js';
 import { logitAdjust } from '../methods/la.js';
 import { otCorrect } from '../methods/ot.js';
 import { estimatePrior } from '../prior/estimate.js';
-import { OTLM, type FitResult, type OtlmPreset, type OtlmProgressEvent } from '../train/otlm.js';
+import { OTLM, OTLM_PRESETS, type FitResult, type OtlmPreset, type OtlmProgressEvent } from '../train/otlm.js';
+import { tune, type TuneMethod } from '../tune.js';
 import { defined } from '../api/options.js';
 import { evaluateAll, ALL_METHODS, type EvalInput, type EvalOutput, type MethodName } from '../evaluate.js';
-import { evalJson, evalTable, infoText } from './format.js';
+import { evalJson, evalTable, infoText, tuneTable } from './format.js';
 import { hyper, shape } from './parse.js';
 import { renderReport, reportDataFrom } from '../report/index.js';
 
@@ -65,6 +66,7 @@ export function registerCommands(program: Command, ctx: Ctx, setup: (c: Command)
   registerDemo(cmd, ctx);
   registerReport(cmd, ctx);
   registerBench(cmd, ctx);
+  registerTune(cmd, ctx);
 }
 
 function registerInfo(cmd: CommandFactory, ctx: Ctx): void {
@@ -88,7 +90,8 @@ function registerCorrect(cmd: CommandFactory, ctx: Ctx): void {
     .option('--val-logits <file>', 'validation logits (fit OTLM here; labeled ones for bbse)')
     .option('--val-labels <file>', 'validation labels (for --estimate-prior bbse)')
     .option('--model <file>', 'a model from `otlm fit` (method otlm)')
-    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau'))))
+    .option('--tau <x>', 'logit-adjustment strength τ (default 1)', hyper('--tau', 'tau'))
+    .option('--tuned <file>', 'apply the method and parameter chosen by `otlm tune --out FILE`')))
     .option('--out <file>', 'corrected probabilities N×K (.npy or .csv; - for stdout)')
     .option('--predictions-out <file>', 'predicted classes (.npy int32 or .csv; - for stdout)')
     .option('--force', 'replace existing output files')
@@ -133,6 +136,92 @@ function registerEval(cmd: CommandFactory, ctx: Ctx): void {
       if (o.json) ctx.out(JSON.stringify(evalJson(ev), null, 2) + '\n');
       else ctx.out(evalTable(ev));
     });
+}
+
+function registerTune(cmd: CommandFactory, ctx: Ctx): void {
+  const list = (flag: string, key: 'tau' | 'lambda') => (s: string) => {
+    const parse = hyper(flag, key);
+    return s.split(',').map((x) => parse(x.trim()));
+  };
+  cmd('tune', 'choose the correction and its λ/τ by k-fold cross-validated balanced accuracy on labeled validation logits')
+    .requiredOption('--logits <file>', 'validation logits N×K')
+    .requiredOption('--labels <file>', 'their labels (N integers in [0, K))')
+    .requiredOption('--train-counts <file>', 'training class counts (LA, OTLM bias)')
+    .option('--shape <rows,cols>', 'shape of raw .f32 logits', shape('--shape'))
+    .option('--target-prior <file>', "target class prior μ, or 'estimate' (EM on each fold; default uniform)")
+    .option('--methods <list>', 'candidates among CE,LA,OT,OTLM (default CE,LA,OT; OTLM fits once per fold)')
+    .option('--tau-grid <list>', 'LA τ values, comma-separated', list('--tau-grid', 'tau'))
+    .option('--lambda-grid <list>', 'OT λ values, comma-separated', list('--lambda-grid', 'lambda'))
+    .option('--folds <n>', 'number of folds (default 5)', (s: string) => {
+      const v = Number(s);
+      if (!Number.isInteger(v) || v < 2) throw usageError(`--folds must be an integer >= 2, got ${s}`);
+      return v;
+    })
+    .option('--seed <n>', 'fold assignment seed', hyper('--seed', 'seed'))
+    .option('--out <file>', 'the choice as JSON, for `correct --tuned FILE`')
+    .option('--force', 'replace an existing --out file')
+    .option('--json', '{ method, params, cvScore, table } on stdout')
+    .addOption(backendOption())
+    .action(async (o: Opts) => cmdTune(ctx, o));
+}
+
+async function cmdTune(ctx: Ctx, o: Opts): Promise<void> {
+  const methods = o.methods === undefined ? undefined : String(o.methods).split(',').map((m) => m.trim().toUpperCase());
+  for (const m of methods ?? []) if (!['CE', 'LA', 'OT', 'OTLM'].includes(m)) throw usageError(`--methods: unknown method '${m}'; expected some of CE, LA, OT, OTLM`);
+  const inputs = ['logits', 'labels', 'trainCounts', 'targetPrior'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');
+  const force = Boolean(o.force);
+  preflightOutputs([{ option: '--out', spec: o.out as string | undefined, formats: ['json'] }], inputs, force);
+  const inp = await inPhase('input', async () => {
+    const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
+    const labels = await readLabelsArg(ctx, '--labels', String(o.labels), logits.rows, logits.cols);
+    const trainCounts = await readPriorArg(ctx, '--train-counts', String(o.trainCounts), logits.cols);
+    const targetPrior = o.targetPrior === undefined ? undefined
+      : o.targetPrior === 'estimate' ? ('estimate' as const) : normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), logits.cols));
+    return { logits, labels, trainCounts, targetPrior };
+  });
+  const backend = resolveBackend(ctx, o.backend);
+  ctx.flushNotes();
+  const r = await inPhase('compute', () => tune(inp.logits, inp.labels, inp.trainCounts, defined({
+    methods: methods as TuneMethod[] | undefined, tauGrid: o.tauGrid as number[] | undefined, lambdaGrid: o.lambdaGrid as number[] | undefined,
+    folds: o.folds as number | undefined, seed: o.seed as number | undefined, targetPrior: inp.targetPrior, backend,
+  })));
+  const choice = { method: r.method, params: r.params, cvScore: r.cvScore };
+  if (o.out) await inPhase('compute', () => writeOutputs(ctx, [{ spec: String(o.out), kind: 'bytes', bytes: new TextEncoder().encode(JSON.stringify(choice, null, 2) + '\n') }], inputs, force));
+  if (o.json) ctx.out(JSON.stringify({ ...choice, table: r.table }, null, 2) + '\n');
+  else ctx.out(tuneTable(r));
+}
+
+/**
+ * `correct --tuned FILE`: the method and parameter `otlm tune --out FILE` chose. CE (no
+ * correction) is LA with τ = 0. The chosen parameter replaces a flag, so giving both is an error.
+ */
+function applyTuned(o: Opts): void {
+  if (o.tuned === undefined) return;
+  const file = String(o.tuned);
+  let t: { method?: unknown; params?: Record<string, unknown> };
+  try {
+    t = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw inputError(`--tuned: ${file}: ${(e as Error).message}`);
+  }
+  const params = t.params ?? {};
+  const set = (flag: string, key: string, v: unknown) => {
+    if (o[key] !== undefined) throw usageError(`--tuned sets ${flag} (${String(v)}); do not give both`);
+    o[key] = v;
+  };
+  try {
+    if (t.method === 'CE') { o.method = 'la'; set('--tau', 'tau', 0); }
+    else if (t.method === 'LA') { o.method = 'la'; set('--tau', 'tau', hyper('--tau', 'tau')(String(params.tau))); }
+    else if (t.method === 'OT') { o.method = 'ot'; set('--lambda', 'lambda', hyper('--lambda', 'lambda')(String(params.lambda))); }
+    else if (t.method === 'OTLM') {
+      if (typeof params.preset !== 'string' || !(params.preset in OTLM_PRESETS)) throw new Error(`unknown preset ${JSON.stringify(params.preset)}`);
+      o.method = 'otlm';
+      set('--preset', 'preset', params.preset);
+    } else throw new Error(`method must be CE, LA, OT or OTLM, got ${JSON.stringify(t.method)}`);
+  } catch (e) {
+    if ((e as { exitCode?: number }).exitCode === 1 && String((e as Error).message).startsWith('--tuned sets')) throw e;
+    throw inputError(`--tuned: ${file}: ${(e as Error).message}`);
+  }
 }
 
 function registerDemo(cmd: CommandFactory, ctx: Ctx): void {
@@ -381,6 +470,7 @@ async function applyMethod(ctx: Ctx, o: Opts, inp: CorrectInputs, targetPrior: F
 }
 
 async function cmdCorrect(ctx: Ctx, o: Opts): Promise<void> {
+  applyTuned(o);
   const method = String(o.method);
   checkCorrectFlags(o);
   const inputs = ['logits', 'trainCounts', 'trainPrior', 'targetPrior', 'model', 'valLogits', 'valLabels'].map((k) => o[k]).filter((v): v is string => typeof v === 'string');

@@ -1,6 +1,7 @@
 /** Plain-text tables for the terminal. */
 import type { OtlmInfo } from '../api/info.js';
 import type { EvalOutput } from '../evaluate.js';
+import type { TuneResult } from '../tune.js';
 
 const pct = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : (100 * x).toFixed(2));
 
@@ -25,6 +26,17 @@ export function evalTable(ev: EvalOutput): string {
   let s = table(head, rows);
   for (const sk of ev.skipped) s += `(${sk.method} skipped: ${sk.reason})\n`;
   return s;
+}
+
+/** The tune table: every candidate's cross-validated balanced accuracy, the chosen one marked. */
+export function tuneTable(r: TuneResult): string {
+  const head = ['', 'method', 'params', 'CV bal.acc', '± std'];
+  const rows = r.table.map((t, i) => [
+    i === r.chosen ? '*' : '', t.method, Object.entries(t.params).map(([k, v]) => `${k}=${v}`).join(' ') || '–',
+    pct(t.cvScore), pct(t.cvStd),
+  ]);
+  const best = r.table[r.chosen]!;
+  return table(head, rows) + `chosen: ${best.method}${Object.keys(best.params).length ? ' ' + Object.entries(best.params).map(([k, v]) => `${k}=${v}`).join(' ') : ''} (${(r.table[0]!.folds.length)}-fold CV balanced accuracy ${pct(best.cvScore)}%)\n`;
 }
 
 /** JSON-friendly form of an evaluation (typed arrays → plain arrays, predictions left out). */
