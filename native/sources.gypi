@@ -15,12 +15,14 @@
       'native/cpu/otlm_grad.cpp',
       'native/cpu/trainer.cpp',
       'native/cpu/otlm_kernels.cpp',
+      'native/cpu/darp.cpp',
     ],
     'otlm_addon_sources': [
       'native/addon/addon.cpp',
       'native/addon/cuda_loader.cpp',
       'native/addon/bind_sinkhorn.cpp',
       'native/addon/bind_train.cpp',
+      'native/addon/bind_darp.cpp',
     ],
   },
 }

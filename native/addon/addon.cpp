@@ -13,6 +13,7 @@ namespace otlm::addon {
 
 void init_sinkhorn(Napi::Env env, Napi::Object exports);
 void init_train(Napi::Env env, Napi::Object exports);
+void init_darp(Napi::Env env, Napi::Object exports);
 
 const otlm_backend* backend_arg(Napi::Object o) {
   Napi::Value v = o.Get("backend");
@@ -149,6 +150,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmSync", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return Gemm(i, false); }, "gemmSync"));
   init_sinkhorn(env, exports);
   init_train(env, exports);
+  init_darp(env, exports);
   return exports;
 }
 

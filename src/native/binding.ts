@@ -174,6 +174,43 @@ export interface NativeGemmArgs {
   threads?: number;
 }
 
+/** darp(opts): DARP on the native CPU engine (native/cpu/darp.h, native/addon/bind_darp.cpp). */
+export interface NativeDarpArgs {
+  /** N×K logits, row-major. */
+  logits: Float32Array;
+  n: number;
+  k: number;
+  /** c = N·μ: K entries > 0 summing to N (relative 1e-6). */
+  colMarginal: Float64Array;
+  /** Per-sample weights: 'entropy' (default, computed natively), 'uniform', or N values > 0. */
+  weights?: 'entropy' | 'uniform' | Float64Array;
+  maxIter?: number;
+  tol?: number;
+  newtonIter?: number;
+  /** Worker threads, 0 = all cores (default); results are bit-identical for any count. */
+  threads?: number;
+  /** Raised to 1 to cancel (checked after every row step); on a SharedArrayBuffer when async. */
+  cancel?: Int32Array;
+}
+
+export interface NativeDarpResult {
+  /** X rounded to float32, N×K row-major. */
+  probabilities: Float32Array;
+  /** argmax of each row of the float64 X (first maximum). */
+  predictions: Int32Array;
+  /** log a_i, length N. */
+  logRowScale: Float64Array;
+  /** ν, length K. */
+  nu: Float64Array;
+  iterations: number;
+  error: number;
+  converged: boolean;
+  /** The column error after every row step. */
+  trace: Float64Array;
+  seconds: number;
+  backend: 'cpu';
+}
+
 export interface NativeBinding {
   info(): NativeInfo;
   sinkhorn(args: NativeSinkhornArgs): Promise<NativeSinkhornResult>;
@@ -183,4 +220,7 @@ export interface NativeBinding {
   Trainer: new (args: NativeTrainerArgs) => NativeTrainer;
   gemm(args: NativeGemmArgs): Promise<Float32Array>;
   gemmSync(args: NativeGemmArgs): Float32Array;
+  /** Absent from addons built before native DARP (issue 14): callers check. */
+  darp?(args: NativeDarpArgs): Promise<NativeDarpResult>;
+  darpSync?(args: NativeDarpArgs): NativeDarpResult;
 }
