@@ -16,7 +16,7 @@ export type { OtCorrectOptions, OtCorrectAsyncOptions, CorrectionResult } from '
 export { logitAdjust, logitAdjustSync } from './methods/la.js';
 export type { LogitAdjustOptions, LogitAdjustResult } from './methods/la.js';
 export { darp, darpSync } from './methods/darp.js';
-export type { DarpOptions } from './methods/darp.js';
+export type { DarpOptions, DarpAsyncOptions } from './methods/darp.js';
 
 // Beyond the paper: unknown target prior (EM/MLLS, BBSE) and the online corrector (class offsets g).
 export { estimatePrior, fitCalibration } from './prior/estimate.js';
