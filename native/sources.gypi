@@ -12,6 +12,7 @@
       'native/cpu/thread_pool.cpp',
       'native/cpu/sinkhorn.cpp',
       'native/cpu/gemm.cpp',
+      'native/cpu/gemm_builtin.cpp',
       'native/cpu/otlm_grad.cpp',
       'native/cpu/trainer.cpp',
       'native/cpu/otlm_kernels.cpp',

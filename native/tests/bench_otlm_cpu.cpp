@@ -1,7 +1,8 @@
 // Microbenchmark of the CPU OTLM step (issue 4): one trainer step (GEMM, log-softmax, T Sinkhorn
 // iterations, backward, Adam) at the paper's ImageNet-LT shape B = 10000, K = 1000, T = 7, and the
 // GEMM alone on that shape. Peer: bench/peers/torch_otlm_step.py (PyTorch-CPU autograd).
-// Usage: bench_otlm_cpu [--json] [--b N] [--k K] [--t T] [--reps R] [--threads N]
+// Usage: bench_otlm_cpu [--json] [--b N] [--k K] [--t T] [--reps R] [--threads N] [--gemm builtin]
+//   --gemm builtin: the step runs the builtin GEMM even where OpenBLAS is linked (gemm_set_prefer_builtin).
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "cpu_internal.h"
+#include "gemm_builtin.h"
 #include "otlm/otlm.h"
 #include "otlm_kernels.h"
 #include "thread_pool.h"
@@ -47,6 +49,10 @@ int main(int argc, char** argv) {
     else if (a == "--t") T = int(next());
     else if (a == "--reps") reps = int(next());
     else if (a == "--threads") threads = int(next());
+    else if (a == "--gemm" && i + 1 < argc && std::string(argv[i + 1]) == "builtin") {
+      otlm::cpu::gemm_set_prefer_builtin(true);
+      ++i;
+    }
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
