@@ -22,7 +22,7 @@ void trainer_destroy(otlm_trainer* t);
 otlm_status gemm(int64_t m, int64_t n, int64_t kk, const float* a, const float* b, const float* bias,
                  float* c, int32_t threads, otlm_error* err);
 
-// "openblas-static", "openblas" or "builtin"
+// "openblas-static", "openblas" or "builtin-avx512" | "builtin-avx2" | "builtin-baseline"
 const char* gemm_provider();
 // "avx512", "avx2-fma" or "baseline": the exp/reduction kernels selected at run time.
 const char* simd_level();

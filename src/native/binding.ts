@@ -14,7 +14,7 @@ export interface NativeCpuInfo {
   simd: 'avx512' | 'avx2-fma' | 'baseline';
   /** Default worker threads. */
   threads: number;
-  /** GEMM provider: 'openblas-static' | 'openblas' | 'builtin'. */
+  /** GEMM provider: 'openblas-static' | 'openblas' | 'builtin-avx512' | 'builtin-avx2' | 'builtin-baseline'. */
   gemm: string;
   /** Compiler that built the engine, e.g. 'gcc 12.2.0'. */
   compiler: string;

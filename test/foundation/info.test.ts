@@ -44,7 +44,7 @@ describe('native info(): typed objects, no JSON text', () => {
     expect(typeof ni.cpu).toBe('object');
     expect(['avx512', 'avx2-fma', 'baseline']).toContain(ni.cpu.simd);
     expect(Number.isInteger(ni.cpu.threads) && ni.cpu.threads >= 1).toBe(true);
-    expect(ni.cpu.gemm).toMatch(/^(openblas-static|openblas|builtin)$/);
+    expect(ni.cpu.gemm).toMatch(/^(openblas-static|openblas|builtin-(avx512|avx2|baseline))$/);
     expect(ni.cpu.compiler).toMatch(/^(gcc|clang|msvc) /);
   });
 

@@ -150,7 +150,7 @@ typedef struct otlm_device_info {
 
 typedef struct otlm_backend_info {
   /* ---- both */
-  char gemm[32];                /* CPU: "openblas-static" | "openblas" | "builtin"; CUDA: "otlm-fp32" | "otlm-tf32" */
+  char gemm[32];                /* CPU: "openblas-static" | "openblas" | "builtin-avx512|avx2|baseline"; CUDA: "otlm-fp32" | "otlm-tf32" */
   char compiler[128];           /* what compiled the backend */
   /* ---- CPU */
   char simd[16];                /* "avx512" | "avx2-fma" | "baseline" (kernels selected at run time) */
