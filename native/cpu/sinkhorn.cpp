@@ -156,15 +156,8 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
     const int64_t i0 = rows_begin(c), i1 = rows_end(c);
     const double alpha = pb_.logits ? inv : -inv;
     const double* r = pb_.row_marginal;
-    small_k::ChunkOut o;
-    switch ((k + 15) / 16) {
-#define OTLM_SMALL_CASE(NV) \
-  case NV: o = small_k::rows<NV>(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact); break;
-      OTLM_SMALL_CASE(1) OTLM_SMALL_CASE(2) OTLM_SMALL_CASE(3) OTLM_SMALL_CASE(4)
-      OTLM_SMALL_CASE(5) OTLM_SMALL_CASE(6) OTLM_SMALL_CASE(7) OTLM_SMALL_CASE(8)
-#undef OTLM_SMALL_CASE
-      default: break;
-    }
+    const small_k::ChunkOut o =
+        small_k::rows<1>(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
     st.dlse += o.dlse;
     if (o.nonfinite) st.nonfinite = true;
     return;

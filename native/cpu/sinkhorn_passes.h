@@ -59,7 +59,7 @@ class CpuSinkhornPasses final : public driver::Passes {
   int64_t wstride() const { return (pb_.k * pb_.k + 15) / 16 * 16; }
   double rsum_ = 0;
   bool scanned_ = false;       // the first pass checked x and took the row LSE
-  bool small_k_ = false;       // plain passes by sinkhorn_small_k.h (AVX-512, k <= 128; OTLM_SMALL_K=0: off)
+  bool small_k_ = false;       // plain passes by sinkhorn_small_k.h (AVX-512, k <= 16; OTLM_SMALL_K=0: off)
   int64_t fallbacks_ = 0;
   std::vector<double> f_, g_, h_, resid_, lse_, logc_, part_, colsum_, errpart_, W_;
   std::vector<float> ebuf_;

@@ -417,7 +417,7 @@ static void test_thread_identity() {
         a3.rep.iterations, b3.rep.iterations);
 }
 
-// The small-k row pass (native/cpu/sinkhorn_small_k.h, AVX-512, k <= 128) against the general one
+// The small-k row pass (native/cpu/sinkhorn_small_k.h, AVX-512, k <= 16) against the general one
 // (OTLM_SMALL_K=0): same predictions, plans within 1e-6 relative, same convergence; and its vector
 // log against std::log.
 __attribute__((target("avx512f"))) static void log8(const double* in, double* out) {
@@ -438,7 +438,7 @@ static void test_small_k() {
             in[q], out[q], want);
     }
   }
-  for (int64_t k : {1, 2, 7, 10, 16, 17, 33, 64, 65, 100, 128}) {
+  for (int64_t k : {1, 2, 7, 10, 16, 17}) {  // 17: the first k of the general pass
     const int64_t n = 1500;
     std::vector<float> x = lt_logits(n, k, uint32_t(40 + k));
     std::vector<double> c = prior_lt(k, 15, double(n));
