@@ -149,12 +149,12 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
   std::fill(pc, pc + k, 0.0);
   if (wc) std::fill(wc, wc + k * k, 0.0);
   st.dlse = 0;
+  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  const RowScale sc{lambda, inv, alpha};
 #if OTLM_SIMD_X86
   if (small_k_ && fast && !hess && scanned_) {  // sinkhorn_small_k.h; odd rows come back to one_row
-    const double inv = 1.0 / lambda;
-    auto exact = [&](int64_t i) { one_row(i, lambda, false, st, pc, e, nullptr); };
+    auto exact = [&](int64_t i) { one_row(i, sc, false, st, pc, e, nullptr); };
     const int64_t i0 = rows_begin(c), i1 = rows_end(c);
-    const double alpha = pb_.logits ? inv : -inv;
     const double* r = pb_.row_marginal;
     const small_k::ChunkOut o =
         small_k::rows<1>(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
@@ -164,15 +164,15 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
   }
 #endif
   for (int64_t i = rows_begin(c); i < rows_end(c); ++i)
-    if (!one_row(i, lambda, fast, st, pc, e, wc)) return;
+    if (!one_row(i, sc, fast, st, pc, e, wc)) return;
 }
 
 // One row of the fused row pass (see row_chunk); false when the chunk must stop (bad input or a
 // non-finite potential, recorded in st).
-bool CpuSinkhornPasses::one_row(int64_t i, double lambda, bool fast, Chunk& st, double* pc, float* e,
+bool CpuSinkhornPasses::one_row(int64_t i, const RowScale& sc, bool fast, Chunk& st, double* pc, float* e,
                                 double* wc) {
   const int64_t k = pb_.k;
-  const double inv = 1.0 / lambda, alpha = pb_.logits ? inv : -inv;
+  const double lambda = sc.lambda, inv = sc.inv, alpha = sc.alpha;
   const float* row = pb_.x + i * k;
   const double r = pb_.row_marginal ? pb_.row_marginal[i] : 1.0;
   if (!scanned_) {

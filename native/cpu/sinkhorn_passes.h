@@ -47,7 +47,10 @@ class CpuSinkhornPasses final : public driver::Passes {
     double dlse = 0;         // Σ_i r_i (a_old − a_new) over the chunk
   };
   void row_chunk(int64_t c, double lambda, bool fast, bool hess);
-  bool one_row(int64_t i, double lambda, bool fast, Chunk& st, double* pc, float* e, double* wc);
+  struct RowScale {  // λ, 1/λ and ±1/λ of a pass, formed once per chunk (not per row)
+    double lambda, inv, alpha;
+  };
+  bool one_row(int64_t i, const RowScale& sc, bool fast, Chunk& st, double* pc, float* e, double* wc);
   int64_t rows_begin(int64_t c) const { return c * rows_per_chunk_; }
   int64_t rows_end(int64_t c) const;
 

@@ -294,9 +294,9 @@ function parseMethods(s: unknown): MethodName[] | undefined {
   return list as MethodName[];
 }
 
-/** Fit options from flags (only those given, so the model's defaults and presets apply otherwise). */
 /**
- * The OTLM hyper-parameters given by flags. In `fit` (which only fits OTLM) λ is --lambda; in `eval`
+ * The OTLM hyper-parameters given by flags (only those given, so the defaults and presets apply
+ * otherwise). In `fit` (which only fits OTLM) λ is --lambda; in `eval`
  * and `correct`, where --lambda is the OT solve's λ, OTLM's is --otlm-lambda.
  */
 function fitOverrides(o: Opts, lambdaFlag: 'lambda' | 'otlmLambda'): Record<string, unknown> {
@@ -407,14 +407,21 @@ interface CorrectInputs {
   backend: Backend;
 }
 
+/** --train-counts or --train-prior (π) and --target-prior (μ), normalised; undefined when not given. */
+async function readPriorFlags(ctx: Ctx, o: Opts, k: number): Promise<{ trainPrior?: Float64Array; targetPrior?: Float64Array }> {
+  let trainPrior: Float64Array | undefined;
+  if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
+  if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
+  const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
+  return { trainPrior, targetPrior };
+}
+
 /** Reads and checks every input of `correct`, including the model and the estimated prior: their failures are the inputs' fault (exit 2). */
 async function readCorrectInputs(ctx: Ctx, o: Opts): Promise<CorrectInputs> {
   const logits = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
   const k = logits.cols;
-  let trainPrior: Float64Array | undefined;
-  if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
-  if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
-  let targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
+  const { trainPrior, targetPrior: given } = await readPriorFlags(ctx, o, k);
+  let targetPrior = given;
   let val: Matrix | undefined;
   let valLabels: Int32Array | undefined;
   if (o.valLogits) {
@@ -522,12 +529,7 @@ async function cmdFit(ctx: Ctx, o: Opts): Promise<void> {
   preflightOutputs([{ option: '--out', spec: String(o.out), formats: ['npz'] }], inputs, force);
   const inp = await inPhase('input', async () => {
     const val = await readLogitsArg(ctx, '--logits', String(o.logits), o.shape as string | undefined);
-    const k = val.cols;
-    let trainPrior: Float64Array | undefined;
-    if (o.trainCounts) trainPrior = normalize(await readPriorArg(ctx, '--train-counts', String(o.trainCounts), k));
-    if (o.trainPrior) trainPrior = normalize(await readPriorArg(ctx, '--train-prior', String(o.trainPrior), k));
-    const targetPrior = o.targetPrior ? normalize(await readPriorArg(ctx, '--target-prior', String(o.targetPrior), k)) : undefined;
-    return { val, trainPrior, targetPrior };
+    return { val, ...(await readPriorFlags(ctx, o, val.cols)) };
   });
   const base = { trainPrior: inp.trainPrior, targetPrior: inp.targetPrior, backend: resolveBackend(ctx, o.backend) };
   const model: OTLM = await inPhase('input', () => otlmModel(o, 'lambda', base));

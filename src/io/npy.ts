@@ -18,22 +18,12 @@ const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export type NpyKind = 'f' | 'i' | 'u' | 'b';
 
-/** A parsed `.npy` array: header facts plus a view of its raw data bytes. */
-export interface NpyArray {
+/** A parsed `.npy` array: the header's facts (see NpyHeader) plus a view of its raw data bytes. */
+export interface NpyArray extends Pick<NpyHeader, 'descr' | 'kind' | 'itemSize' | 'littleEndian' | 'shape' | 'version' | 'size'> {
   /** File name used in error messages. */
   file: string;
-  /** The dtype string as written in the header, e.g. `<f4`. */
-  descr: string;
-  kind: NpyKind;
-  itemSize: number;
-  littleEndian: boolean;
-  /** Shape in C order; `[]` for a 0-d array. */
-  shape: number[];
-  version: [number, number];
   /** Exactly `size * itemSize` bytes (a view into the input, not a copy). */
   data: Uint8Array;
-  /** Number of elements (product of the shape). */
-  size: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -193,12 +183,15 @@ export const NPY_HEADER_MAX = 1 << 20;
 
 /** What a `.npy` header says: everything but the data. */
 export interface NpyHeader {
+  /** The dtype string as written in the header, e.g. `<f4`. */
   descr: string;
   kind: NpyKind;
   itemSize: number;
   littleEndian: boolean;
+  /** Shape in C order; `[]` for a 0-d array. */
   shape: number[];
   version: [number, number];
+  /** Number of elements (product of the shape). */
   size: number;
   /** Offset of the data, and the data's length in bytes as the shape and dtype imply. */
   dataStart: number;

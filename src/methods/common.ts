@@ -202,13 +202,15 @@ export function buildRequest(
   };
 }
 
+/** Whether two typed arrays share any byte of memory. */
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
 /** An output may be the input itself (in place) but must not partly overlap it: rows would be overwritten before they are read. */
 function checkInPlace(fn: string, name: string, out: Float32Array, x: Float32Array): void {
-  if (out.buffer !== x.buffer) return;
-  const a = out.byteOffset;
-  const b = x.byteOffset;
-  if (a === b && out.length === x.length) return;
-  if (a < b + x.byteLength && b < a + out.byteLength)
+  if (out.byteOffset === x.byteOffset && out.length === x.length) return;
+  if (overlaps(out, x))
     throw new RangeError(`${fn}: ${name} overlaps the input without being the same array; pass the input itself (in place) or a separate array`);
 }
 

@@ -6,7 +6,7 @@ import { checkHyper, checkMatrix, describe } from '../api/validate.js';
 import type { SolveOutput, SolverOptions } from './common.js';
 import type { PriorEstimate, PriorEstimateOptions } from '../prior/estimate.js';
 import { resolveTargetPrior } from '../prior/resolve.js';
-import { SOLVER_OPTION_KEYS, buildRequest, checkOptions, checkSignal, checkVector, solve, solveSync } from './common.js';
+import { SOLVER_OPTION_KEYS, buildRequest, checkOptions, checkSignal, checkVector, overlaps, solve, solveSync } from './common.js';
 
 export interface OtCorrectOptions extends SolverOptions {
   /**
@@ -70,8 +70,7 @@ const KEYS = [...SOLVER_OPTION_KEYS, 'targetPrior', 'trainPrior', 'priorEstimati
 function checkExtras(fn: string, o: OtCorrectOptions, logits: Matrix): void {
   if (o.probabilities !== undefined && o.probabilities !== 'plan' && o.probabilities !== 'calibrated')
     throw new TypeError(`${fn}: probabilities must be 'plan' or 'calibrated', got ${describe(o.probabilities)}`);
-  if (o.probabilities === 'calibrated' && o.out !== undefined && o.out.buffer === logits.data.buffer &&
-      o.out.byteOffset < logits.data.byteOffset + logits.data.byteLength && logits.data.byteOffset < o.out.byteOffset + o.out.byteLength)
+  if (o.probabilities === 'calibrated' && o.out instanceof Float32Array && overlaps(o.out, logits.data))
     throw new RangeError(`${fn}: probabilities 'calibrated' are computed from the logits: out must not overlap them`);
   if (o.out !== undefined) {
     if (!(o.out instanceof Float32Array)) throw new TypeError(`${fn}: out must be a Float32Array, got ${describe(o.out)}`);
