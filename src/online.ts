@@ -134,7 +134,7 @@ export class OnlineCorrector {
     this.tol = o.tol === undefined ? 1e-3 : checkHyper(`${fn}: tol`, 'tol', o.tol);
     this.backend = o.backend ?? 'auto';
     if (!isBackend(this.backend))
-      throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(this.backend)}`);
+      throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'wasm', 'tfjs' or 'reference', got ${String(this.backend)}`);
     const tp = o.targetPrior ?? 'uniform';
     if (typeof tp === 'string') {
       if (tp !== 'uniform' && tp !== 'estimate')

@@ -48,15 +48,23 @@
 #else
 #define OTLM_SIMD_X86 0
 #endif
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#define OTLM_SIMD_WASM 1
+#else
+#define OTLM_SIMD_WASM 0
+#endif
 
 namespace otlm::cpu::simd {
 
-enum class Level : int { baseline = 0, avx2 = 1, avx512 = 2 };
+// wasm128: WebAssembly SIMD (the wasm build, scripts/build-wasm.sh); never beside the x86 levels.
+enum class Level : int { baseline = 0, avx2 = 1, avx512 = 2, wasm128 = 3 };
 
 inline const char* level_name(Level l) {
   switch (l) {
     case Level::avx512: return "avx512";
     case Level::avx2: return "avx2-fma";
+    case Level::wasm128: return "wasm-simd128";
     default: return "baseline";
   }
 }
@@ -145,6 +153,120 @@ inline void axpy_baseline(double* acc, const float* e, double s, int64_t n) {
 inline void axpy2_baseline(double* a1, double s1, double* a2, double s2, const float* e, int64_t n) {
   for (int64_t j = 0; j < n; ++j) { double v = e[j]; a1[j] += s1 * v; a2[j] += s2 * v; }
 }
+
+#if OTLM_SIMD_WASM
+// ------------------------------------------------------- WebAssembly SIMD --
+// The baseline's algorithm, four lanes at a time, with the same operations in the same order (no
+// FMA exists here), so every kernel returns the baseline's bits: exp, the affine argument formed in
+// double, the two double accumulators of the sum (even and odd elements, as the scalar code).
+// pmin/pmax (one x86 instruction each, where min/max need several to order NaN and ±0) with x as
+// their first operand let a NaN through, which then survives the polynomial and the scaling. The
+// rounding is the scalar code's magic-number one, whose float bits also give n as an integer
+// (cheaper than nearest + trunc_sat in V8).
+inline v128_t exp_ps_wasm(v128_t x) {
+  v128_t v = wasm_f32x4_pmin(wasm_f32x4_pmax(x, wasm_f32x4_splat(float(kArgLo))), wasm_f32x4_splat(float(kArgHi)));
+  const v128_t magic = wasm_f32x4_splat(12582912.0f);
+  v128_t t = wasm_f32x4_add(wasm_f32x4_mul(v, wasm_f32x4_splat(float(kLog2e))), magic);
+  v128_t nf = wasm_f32x4_sub(t, magic);
+  v128_t r = wasm_f32x4_sub(v, wasm_f32x4_mul(nf, wasm_f32x4_splat(kLn2HiF)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(nf, wasm_f32x4_splat(kLn2LoF)));
+  v128_t p = wasm_f32x4_splat(kC7);
+  for (float c : {kC6, kC5, kC4, kC3, kC2, 1.0f, 1.0f}) p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(c));
+  v128_t n = wasm_i32x4_sub(t, magic);  // the float bits of t − magic's: round(v·log2 e), exactly
+  v128_t n1 = wasm_i32x4_shr(n, 1), n2 = wasm_i32x4_sub(n, n1);
+  v128_t b = wasm_i32x4_splat(127);
+  v128_t s1 = wasm_i32x4_shl(wasm_i32x4_add(n1, b), 23), s2 = wasm_i32x4_shl(wasm_i32x4_add(n2, b), 23);
+  return wasm_f32x4_mul(wasm_f32x4_mul(p, s1), s2);
+}
+// Four floats per load, widened to two double pairs.
+inline void widen4(const float* e, v128_t& lo, v128_t& hi) {
+  v128_t ev = wasm_v128_load(e);
+  lo = wasm_f64x2_promote_low_f32x4(ev);
+  hi = wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(ev, ev, 1, 0));
+}
+inline void exp_wasm(const float* src, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) wasm_v128_store(dst + j, exp_ps_wasm(wasm_v128_load(src + j)));
+  for (; j < n; ++j) dst[j] = exp_f_scalar(src[j]);
+}
+// exp(alpha*x + (h + c)) of four elements, the argument in double, rounded once to float.
+inline v128_t affine_exp_wasm(const float* x, const double* h, v128_t va, v128_t vc) {
+  v128_t xv = wasm_v128_load(x);
+  v128_t xa = wasm_f64x2_promote_low_f32x4(xv);
+  v128_t xb = wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(xv, xv, 1, 0));
+  v128_t ta = h ? wasm_f64x2_add(wasm_v128_load(h), vc) : vc;
+  v128_t tb = h ? wasm_f64x2_add(wasm_v128_load(h + 2), vc) : vc;
+  v128_t fa = wasm_f32x4_demote_f64x2_zero(wasm_f64x2_add(wasm_f64x2_mul(va, xa), ta));
+  v128_t fb = wasm_f32x4_demote_f64x2_zero(wasm_f64x2_add(wasm_f64x2_mul(va, xb), tb));
+  return exp_ps_wasm(wasm_i64x2_shuffle(fa, fb, 0, 2));
+}
+inline double exp_affine_sum_wasm(const float* x, int64_t n, double alpha, const double* h, double c,
+                                  float* dst) {
+  const v128_t va = wasm_f64x2_splat(alpha), vc = wasm_f64x2_splat(c);
+  v128_t acc = wasm_f64x2_splat(0.0);  // lane 0: even elements, lane 1: odd (the baseline's s0, s1)
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v128_t e = affine_exp_wasm(x + j, h ? h + j : nullptr, va, vc);
+    wasm_v128_store(dst + j, e);
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(e));
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(e, e, 1, 0)));
+  }
+  double s0 = wasm_f64x2_extract_lane(acc, 0), s1 = wasm_f64x2_extract_lane(acc, 1);
+  for (; j < n; ++j) {
+    dst[j] = exp_d_scalar(alpha * double(x[j]) + ((h ? h[j] : 0.0) + c));
+    if ((j & 1) == 0) s0 += dst[j];
+    else s1 += dst[j];
+  }
+  return s0 + s1;
+}
+inline double max_affine_wasm(const float* x, int64_t n, double alpha, const double* h) {
+  const v128_t va = wasm_f64x2_splat(alpha);
+  v128_t m = wasm_f64x2_splat(-HUGE_VAL);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v128_t lo, hi;
+    widen4(x + j, lo, hi);
+    lo = wasm_f64x2_mul(va, lo);
+    hi = wasm_f64x2_mul(va, hi);
+    if (h) {
+      lo = wasm_f64x2_add(lo, wasm_v128_load(h + j));
+      hi = wasm_f64x2_add(hi, wasm_v128_load(h + j + 2));
+    }
+    // pmax: m kept when v is not greater (as the scalar v > m ? v : m)
+    m = wasm_f64x2_pmax(wasm_f64x2_pmax(m, lo), hi);
+  }
+  double r = std::fmax(wasm_f64x2_extract_lane(m, 0), wasm_f64x2_extract_lane(m, 1));
+  for (; j < n; ++j) {
+    double v = alpha * double(x[j]) + (h ? h[j] : 0.0);
+    r = v > r ? v : r;
+  }
+  return r;
+}
+inline void axpy_wasm(double* acc, const float* e, double s, int64_t n) {
+  const v128_t vs = wasm_f64x2_splat(s);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v128_t lo, hi;
+    widen4(e + j, lo, hi);
+    wasm_v128_store(acc + j, wasm_f64x2_add(wasm_v128_load(acc + j), wasm_f64x2_mul(vs, lo)));
+    wasm_v128_store(acc + j + 2, wasm_f64x2_add(wasm_v128_load(acc + j + 2), wasm_f64x2_mul(vs, hi)));
+  }
+  for (; j < n; ++j) acc[j] += s * double(e[j]);
+}
+inline void axpy2_wasm(double* a1, double s1, double* a2, double s2, const float* e, int64_t n) {
+  const v128_t v1 = wasm_f64x2_splat(s1), v2 = wasm_f64x2_splat(s2);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v128_t lo, hi;
+    widen4(e + j, lo, hi);
+    wasm_v128_store(a1 + j, wasm_f64x2_add(wasm_v128_load(a1 + j), wasm_f64x2_mul(v1, lo)));
+    wasm_v128_store(a1 + j + 2, wasm_f64x2_add(wasm_v128_load(a1 + j + 2), wasm_f64x2_mul(v1, hi)));
+    wasm_v128_store(a2 + j, wasm_f64x2_add(wasm_v128_load(a2 + j), wasm_f64x2_mul(v2, lo)));
+    wasm_v128_store(a2 + j + 2, wasm_f64x2_add(wasm_v128_load(a2 + j + 2), wasm_f64x2_mul(v2, hi)));
+  }
+  for (; j < n; ++j) { double v = e[j]; a1[j] += s1 * v; a2[j] += s2 * v; }
+}
+#endif  // OTLM_SIMD_WASM
 
 #if OTLM_SIMD_X86
 // ------------------------------------------------------------------- AVX2 --
@@ -388,6 +510,8 @@ inline Level cpu_level() {
     return Level::baseline;
   }();
   return l;
+#elif OTLM_SIMD_WASM
+  return Level::wasm128;
 #else
   return Level::baseline;
 #endif
@@ -407,6 +531,11 @@ inline const Kernels& kernels(Level l) {
   if (int(l) > int(cap)) l = cap;
   if (l == Level::avx512) return k5;
   if (l == Level::avx2) return k2;
+#endif
+#if OTLM_SIMD_WASM
+  static const Kernels kw = {Level::wasm128, detail::exp_wasm, detail::exp_affine_sum_wasm,
+                             detail::max_affine_wasm, detail::axpy_wasm, detail::axpy2_wasm};
+  if (l == Level::wasm128) return kw;
 #endif
   (void)l;
   return base;

@@ -12,7 +12,15 @@
 
 namespace otlm::cpu {
 
+// A WebAssembly build without threads (scripts/build-wasm.sh) runs every job on the caller.
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+#define OTLM_SINGLE_THREADED 1
+#else
+#define OTLM_SINGLE_THREADED 0
+#endif
+
 int default_threads() {
+  if (OTLM_SINGLE_THREADED) return 1;
   if (const char* env = std::getenv("OTLM_THREADS")) {
     int v = std::atoi(env);
     if (v > 0) return v;
@@ -134,7 +142,7 @@ void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>
   if (count <= 0) return;
   int t = threads > 0 ? threads : default_threads();
   if (t > count) t = int(count);
-  if (t <= 1 || tl_in_task) {
+  if (t <= 1 || tl_in_task || OTLM_SINGLE_THREADED) {
     for (int64_t i = 0; i < count; ++i) fn(i);
     return;
   }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { NativeCpuInfo, NativeCudaDevice, NativeCudaInfo } from '../native/binding.js';
 import { packageVersion } from '../native/package-root.js';
 import { loadNative, nativeLoadedFrom } from '../native/loader.js';
+import { loadWasm, wasmPath } from '../native/wasm-node.js';
 
 /** One CUDA device: name, memory, compute capability, SM count, TF32. */
 export type CudaDeviceInfo = NativeCudaDevice;
@@ -39,14 +40,31 @@ export interface TfjsStatus {
   reason?: string;
 }
 
+/** The WebAssembly engine (backend 'wasm'): the CPU engine compiled to WebAssembly, single-threaded. */
+export interface WasmStatus {
+  /** lib/wasm/otlm.wasm loaded and answered. */
+  available: boolean;
+  /** The .wasm file. */
+  path: string;
+  /** 'wasm-simd128' (WebAssembly SIMD), when available. */
+  simd?: string;
+  /** GEMM of the engine ('builtin-baseline': the packed builtin, compiled for WebAssembly SIMD). */
+  gemm?: string;
+  compiler?: string;
+  /** Why it is not available. */
+  reason?: string;
+}
+
 export interface OtlmInfo {
   version: string;
   node: string;
   platform: string;
   /** Backends that can run here, in the order `auto` prefers them. */
-  backends: Array<'cuda' | 'cpu' | 'tfjs' | 'reference'>;
-  /** What `backend: 'auto'` runs on. */
-  active: 'cuda' | 'cpu' | 'reference';
+  backends: Array<'cuda' | 'cpu' | 'wasm' | 'tfjs' | 'reference'>;
+  /** What `backend: 'auto'` runs on: CUDA, else the native CPU engine, else wasm, else the reference path. */
+  active: 'cuda' | 'cpu' | 'wasm' | 'reference';
+  /** Why `active` was chosen over the backends before it (e.g. why not the native addon). */
+  activeReason: string;
   native: {
     loaded: boolean;
     path?: string;
@@ -56,6 +74,7 @@ export interface OtlmInfo {
   };
   cpu?: CpuInfo;
   cuda: CudaStatus;
+  wasm: WasmStatus;
   tfjs: TfjsStatus;
 }
 
@@ -91,7 +110,9 @@ export function info(): OtlmInfo {
     native: { loaded: false },
     cpu: undefined,
     cuda: { compiled: false, driver: false, usable: false, emulated: false, devices: [] },
+    wasm: wasmStatus(),
     tfjs: tfjsStatus(),
+    activeReason: '',
   };
   let native;
   try {
@@ -119,8 +140,28 @@ export function info(): OtlmInfo {
     if (ni.cuda.usable) out.backends.push('cuda');
     out.backends.push('cpu');
     out.active = ni.cuda.usable ? 'cuda' : 'cpu';
+    out.activeReason = ni.cuda.usable ? 'a usable CUDA device' : `the native CPU engine; no CUDA: ${ni.cuda.reason}`;
   }
+  if (out.wasm.available) {
+    out.backends.push('wasm');
+    if (!native) {
+      out.active = 'wasm';
+      out.activeReason = 'the native addon did not load (see native.reason): the WebAssembly engine runs';
+    }
+  }
+  if (out.active === 'reference')
+    out.activeReason = `neither the native addon nor the WebAssembly engine loaded (${out.wasm.reason}): the float64 TypeScript path runs, slowly`;
   if (out.tfjs.available) out.backends.push('tfjs');
   out.backends.push('reference');
   return out;
+}
+
+function wasmStatus(): WasmStatus {
+  const path = wasmPath();
+  try {
+    const cpu = loadWasm().info().cpu;
+    return { available: true, path, simd: cpu.simd, gemm: cpu.gemm, compiler: cpu.compiler };
+  } catch (e) {
+    return { available: false, path, reason: (e as Error).message };
+  }
 }

@@ -30,10 +30,12 @@ export type MatrixInput = Matrix | OrtTensorLike | TfTensorLike;
 
 /**
  * Where the math runs. `auto` picks CUDA when the CUDA backend loaded and found a
- * device, else the native CPU engine; `reference` is the float64 TypeScript path
- * (slow, the oracle of the tests); `tfjs` is the TensorFlow.js path.
+ * device, else the native CPU engine, else the WebAssembly engine (`wasm`: the CPU engine
+ * compiled to WebAssembly, for platforms without a native binary and for browsers);
+ * `reference` is the float64 TypeScript path (slow, the oracle of the tests); `tfjs` is the
+ * TensorFlow.js path.
  */
-export type Backend = 'auto' | 'cpu' | 'cuda' | 'tfjs' | 'reference';
+export type Backend = 'auto' | 'cpu' | 'cuda' | 'wasm' | 'tfjs' | 'reference';
 
 /** A class prior given as counts or probabilities (normalised to sum to 1). */
 export type PriorInput = ArrayLike<number>;

@@ -24,7 +24,7 @@ import { renderReport, reportDataFrom } from '../report/index.js';
 type Opts = Record<string, unknown> & { quiet?: boolean; json?: boolean; force?: boolean };
 
 // tfjs runs plain Sinkhorn only: `fit` (OTLM) does not offer it.
-const backendOption = (choices = ['auto', 'cpu', 'cuda', 'tfjs', 'reference']) => new Option('--backend <name>', 'where the math runs').choices(choices).default('auto');
+const backendOption = (choices = ['auto', 'cpu', 'cuda', 'wasm', 'tfjs', 'reference']) => new Option('--backend <name>', 'where the math runs').choices(choices).default('auto');
 const solverOptions = (c: Command) => c
   .option('--lambda <x>', 'entropic regularisation λ of the OT solve (paper: 0.005–2)', hyper('--lambda', 'lambda'))
   .option('--max-iter <n>', 'maximum Sinkhorn iterations', hyper('--max-iter', 'maxIter'))
@@ -121,7 +121,7 @@ function registerFit(cmd: CommandFactory, ctx: Ctx): void {
     .option('--seed <n>', 'shuffling seed', hyper('--seed', 'seed'))
     .option('--force', 'replace an existing model file')
     .option('--json', 'summary as JSON on stdout')
-    .addOption(backendOption(['auto', 'cpu', 'cuda', 'reference']))
+    .addOption(backendOption(['auto', 'cpu', 'cuda', 'wasm', 'reference']))
     .action(async (o: Opts) => cmdFit(ctx, o));
 }
 

@@ -6,13 +6,13 @@
 import type { Backend, Matrix } from '../api/types.js';
 import { checkHyper, describe, normalizePrior, type HyperName } from '../api/validate.js';
 import { isBackend, nativeOrReference, type resolveNative } from '../native/backend.js';
-import type { NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding.js';
+import type { NativeBackendName, NativeSinkhornArgs, NativeSinkhornResult } from '../native/binding.js';
 import type { InputKind, ReferenceSinkhornInput, ReferenceSinkhornResult } from '../paths/reference/sinkhorn.js';
 import { referenceSinkhorn, referenceSinkhornAsync } from '../paths/reference/sinkhorn.js';
 import type { TfjsSinkhornResult } from '../paths/tfjs/sinkhorn.js';
 
 /** Where a solve ran. */
-export type SolvedOn = 'cpu' | 'cuda' | 'reference' | 'tfjs';
+export type SolvedOn = 'cpu' | 'cuda' | 'wasm' | 'reference' | 'tfjs';
 
 /** Options shared by every Sinkhorn-based solve (see `sinkhorn` for the math and the defaults). */
 export interface SolverOptions {
@@ -155,7 +155,7 @@ export function buildRequest(
   const overrelax = hyper('overrelax', o.overrelax, 1);
   const backend = o.backend ?? 'auto';
   if (!isBackend(backend))
-    throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(backend)}`);
+    throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'wasm', 'tfjs' or 'reference', got ${String(backend)}`);
 
   let mass = n;
   let rowMarginal: Float64Array | undefined;
@@ -267,7 +267,7 @@ function tfjsRequest(req: SolveRequest): void {
   }
 }
 
-function nativeArgs(req: SolveRequest, name: 'cpu' | 'cuda', cancel?: Int32Array): NativeSinkhornArgs {
+function nativeArgs(req: SolveRequest, name: NativeBackendName, cancel?: Int32Array): NativeSinkhornArgs {
   const args: NativeSinkhornArgs = {
     backend: name, x: req.x, n: req.n, k: req.k, inputKind: req.inputKind, lambda: req.lambda, maxIter: req.maxIter,
     tol: req.tol, checkEvery: req.checkEvery, threads: req.threads, colMarginal: req.colMarginal,

@@ -7,7 +7,6 @@ import type { Backend, Matrix, MatrixInput, PriorInput } from '../api/types.js';
 import { checkHyper, checkMatrix, describe, normalizePrior } from '../api/validate.js';
 import { isBackend, nativeOrReference } from '../native/backend.js';
 import type { NativeBinding, NativeDarpArgs, NativeDarpResult } from '../native/binding.js';
-import { NativeLoadError, loadNative } from '../native/loader.js';
 import { darpEntropyWeights, referenceDarp } from '../paths/reference/darp.js';
 import { abortError, checkOptions, checkSignal, checkVector } from './common.js';
 import type { CorrectionResult } from './ot.js';
@@ -30,8 +29,8 @@ export interface DarpOptions {
   /** Worker threads of the native engine, 0 = all cores (default). Results are bit-identical for any count. */
   threads?: number;
   /**
-   * Where to run: 'auto' (default: the native CPU engine, else the float64 reference path with a
-   * one-time warning when the addon cannot load), 'cpu', 'reference' (the float64 TypeScript path,
+   * Where to run: 'auto' (default: the native CPU engine, else the WebAssembly engine, else the
+   * float64 reference path with a one-time warning), 'cpu', 'wasm', 'reference' (the float64 TypeScript path,
    * the tests' oracle). DARP has no CUDA kernel: 'cuda' runs the native CPU engine and the result's
    * `backend` says 'cpu'. 'tfjs' is refused (OTLM_ENOTSUP).
    */
@@ -78,7 +77,7 @@ function buildDarp(fn: string, input: MatrixInput, o: Partial<DarpOptions>): Dar
   const threads = o.threads === undefined ? 0 : checkHyper(`${fn}: threads`, 'threads', o.threads);
   const backend = o.backend ?? 'auto';
   if (!isBackend(backend))
-    throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference', got ${String(backend)}`);
+    throw new TypeError(`${fn}: backend must be 'auto', 'cpu', 'cuda', 'wasm', 'tfjs' or 'reference', got ${String(backend)}`);
   if (backend === 'tfjs') {
     const e = new Error(`${fn}: backend 'tfjs' has no DARP; use 'auto', 'cpu' or 'reference'`);
     (e as NodeJS.ErrnoException).code = 'OTLM_ENOTSUP';
@@ -88,21 +87,15 @@ function buildDarp(fn: string, input: MatrixInput, o: Partial<DarpOptions>): Dar
 }
 
 /**
- * The native addon for 'auto' | 'cpu' | 'cuda', or undefined for the reference path ('reference',
- * or 'auto' when the addon cannot load: a one-time warning, shared with the other methods).
+ * The engine for 'auto' | 'cpu' | 'cuda' | 'wasm' (DARP runs on the CPU engine, native or
+ * WebAssembly), or undefined for the reference path ('reference', or 'auto' when no engine
+ * loads: a one-time warning, shared with the other methods).
  */
 function pickNative(req: DarpRequest): NativeBinding | undefined {
   if (req.backend === 'reference') return undefined;
-  let native: NativeBinding;
-  try {
-    native = loadNative();
-  } catch (e) {
-    if (req.backend === 'auto' && e instanceof NativeLoadError) {
-      nativeOrReference('auto', 'DARP runs'); // warns once and answers 'reference'
-      return undefined;
-    }
-    throw e;
-  }
+  const picked = nativeOrReference(req.backend === 'auto' || req.backend === 'wasm' ? req.backend : 'cpu', 'DARP runs');
+  if (picked === 'reference') return undefined;
+  const native = picked.native;
   if (typeof native.darpSync !== 'function' || typeof native.darp !== 'function') {
     if (req.backend === 'auto') return undefined;
     const e = new Error(`${req.fn}: the loaded native addon predates native DARP; rebuild it (npm run build:native) or use backend 'reference'`);
@@ -137,7 +130,7 @@ function fromNative(req: DarpRequest, r: NativeDarpResult): CorrectionResult {
     error: r.error,
     converged: r.converged,
     mode: ['log'],
-    backend: 'cpu',
+    backend: r.backend ?? 'cpu',
     trace: r.trace,
     seconds: r.seconds,
   });

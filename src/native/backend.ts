@@ -1,6 +1,7 @@
 import type { Backend } from '../api/types.js';
 import type { NativeBackendName, NativeBinding } from './binding.js';
 import { loadNative, NativeLoadError } from './loader.js';
+import { loadWasm } from './wasm-node.js';
 
 let warned = false;
 
@@ -11,8 +12,9 @@ let warned = false;
  * explicit 'cuda' without a usable device throws with the reason.
  */
 export function resolveNative(backend: Backend | undefined): { native: NativeBinding; name: NativeBackendName } {
-  const native = loadNative();
   const want = backend ?? 'auto';
+  if (want === 'wasm') return { native: loadWasm(), name: 'wasm' };
+  const native = loadNative();
   if (want === 'cpu') return { native, name: 'cpu' };
   const cuda = native.info().cuda;
   if (want === 'cuda') {
@@ -35,15 +37,16 @@ export function resolveNative(backend: Backend | undefined): { native: NativeBin
 }
 
 export function isBackend(v: unknown): v is Backend {
-  return v === 'auto' || v === 'cpu' || v === 'cuda' || v === 'tfjs' || v === 'reference';
+  return v === 'auto' || v === 'cpu' || v === 'cuda' || v === 'wasm' || v === 'tfjs' || v === 'reference';
 }
 
 let referenceWarned = false;
 
 /**
- * A native backend for 'auto' | 'cpu' | 'cuda', or 'reference' (asked for, or 'auto' when the
- * addon cannot load: the float64 TypeScript path keeps every method working, slowly, with a
- * one-time process warning). `what` names the work in that warning.
+ * An engine for 'auto' | 'cpu' | 'cuda' | 'wasm', or 'reference'. 'auto' without a loadable
+ * addon runs on the WebAssembly engine (quietly: `info()` says why), and without that on the
+ * float64 TypeScript path, which keeps every method working, slowly, with a one-time process
+ * warning. `what` names the work in that warning.
  */
 export function nativeOrReference(backend: Backend, what: string): ReturnType<typeof resolveNative> | 'reference' {
   if (backend === 'reference') return 'reference';
@@ -51,6 +54,11 @@ export function nativeOrReference(backend: Backend, what: string): ReturnType<ty
     return resolveNative(backend);
   } catch (e) {
     if (backend === 'auto' && e instanceof NativeLoadError) {
+      try {
+        return { native: loadWasm(), name: 'wasm' };
+      } catch {
+        /* no WebAssembly engine either: the reference path */
+      }
       if (!referenceWarned && !process.env.OTLM_QUIET) {
         referenceWarned = true;
         process.emitWarning(`otlm: native addon not loaded, ${what} on the (slow) float64 reference path: ${e.message}`, {

@@ -1,6 +1,7 @@
 /** Types of the raw N-API addon (native/addon). Internal: the public API wraps these. */
 
-export type NativeBackendName = 'cpu' | 'cuda';
+/** 'wasm': the WebAssembly build of the CPU engine (src/native/wasm.ts), behind the same interface. */
+export type NativeBackendName = 'cpu' | 'cuda' | 'wasm';
 
 /*
  * info(): the addon converts each backend's otlm_backend_info (native/core/include/otlm/otlm.h)
@@ -11,7 +12,7 @@ export type NativeBackendName = 'cpu' | 'cuda';
 /** The CPU backend (otlm_backend_info's CPU fields). */
 export interface NativeCpuInfo {
   /** Kernels selected at run time for this CPU. */
-  simd: 'avx512' | 'avx2-fma' | 'baseline';
+  simd: 'avx512' | 'avx2-fma' | 'baseline' | 'wasm-simd128';
   /** Default worker threads. */
   threads: number;
   /** GEMM provider: 'openblas-static' | 'openblas' | 'builtin-avx512' | 'builtin-avx2' | 'builtin-baseline'. */
@@ -208,7 +209,7 @@ export interface NativeDarpResult {
   /** The column error after every row step. */
   trace: Float64Array;
   seconds: number;
-  backend: 'cpu';
+  backend: 'cpu' | 'wasm';
 }
 
 export interface NativeBinding {

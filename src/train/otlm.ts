@@ -126,7 +126,7 @@ export interface FitResult {
   stoppedEarly: boolean;
   seconds: number;
   /** Backend that ran the steps. */
-  backend: 'cpu' | 'cuda' | 'reference';
+  backend: 'cpu' | 'cuda' | 'wasm' | 'reference';
 }
 
 /** Options of `correct`: otCorrect's (its defaults: maxIter 1000, tol 1e-3, …); λ, μ and backend default to the model's. */
@@ -185,7 +185,7 @@ export interface OtlmHyper {
 }
 
 interface StepEngine {
-  readonly name: 'cpu' | 'cuda' | 'reference';
+  readonly name: 'cpu' | 'cuda' | 'wasm' | 'reference';
   step(rows: Int32Array, lr: number): Promise<NativeStepReport>;
   stepSync(rows: Int32Array, lr: number): NativeStepReport;
   getWeights(): Float32Array;
@@ -219,7 +219,7 @@ function parseHyper(o: OtlmOptions): OtlmHyper {
       minDelta: o.earlyStopping.minDelta === undefined ? 0 : checkHyper('options.earlyStopping.minDelta', 'minDelta', o.earlyStopping.minDelta),
     };
   }
-  const backend = oneOf('options.backend', o.backend ?? 'auto', ['auto', 'cpu', 'cuda', 'reference'] as const);
+  const backend = oneOf('options.backend', o.backend ?? 'auto', ['auto', 'cpu', 'cuda', 'wasm', 'reference'] as const);
   return {
     lambda: num('lambda', 0.1),
     sinkhornIters: num('sinkhornIters', 200),

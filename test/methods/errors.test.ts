@@ -99,7 +99,7 @@ describe('solver options', () => {
     [{ epsScaling: 1 }, /epsScaling must be in \[0, 1\), got 1/],
     [{ overrelax: 2 }, /overrelax must be in \[1, 2\)/],
     [{ overrelax: 0.5 }, /overrelax must be in \[1, 2\)/],
-    [{ backend: 'gpu' }, /backend must be 'auto', 'cpu', 'cuda', 'tfjs' or 'reference'/],
+    [{ backend: 'gpu' }, /backend must be 'auto', 'cpu', 'cuda', 'wasm', 'tfjs' or 'reference'/],
     [{ warmStart: { f: [0], g: [0, 0, 0] } }, /warmStart.f must have length 2/],
     [{ warmStart: { f: [0, 0], g: [0, NaN, 0] } }, /warmStart.g\[1\] must be a finite number/],
     [{ lamda: 1 }, /unknown option 'lamda'/],

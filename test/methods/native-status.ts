@@ -1,5 +1,6 @@
 // Whether the native CPU Sinkhorn can run here; the reason when not (native tests skip and print it).
 import { sinkhornSync } from '../../src/methods/sinkhorn.js';
+import { loadWasm } from '../../src/native/wasm-node.js';
 import { mulberry32 } from '../../src/train/batches.js';
 
 export function nativeSinkhornUnavailable(): string | null {
@@ -26,4 +27,18 @@ export function longTailedLogits(seed: number, n: number, k: number, scale = 1.5
     for (let j = 0; j < k; j++) x[i * k + j] = gauss() * scale + Math.log(prior[j] / z) + (j === y ? 2 * scale : 0);
   }
   return x;
+}
+
+/**
+ * Whether the WebAssembly engine (lib/wasm/otlm.wasm, `npm run build:wasm`) loads; the reason
+ * when not. Under CI (which installs Emscripten) a missing engine is a failure, not a skip.
+ */
+export function wasmUnavailable(): string | null {
+  try {
+    loadWasm();
+    return null;
+  } catch (e) {
+    if (process.env.CI) throw e;
+    return (e as Error).message;
+  }
 }
