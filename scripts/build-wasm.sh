@@ -6,7 +6,16 @@
 # WebAssembly exceptions (bad_alloc becomes OTLM_ENOMEM, as in the addon); single-threaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v emcc >/dev/null || { echo "build-wasm: emcc not found (apt-get install emscripten)" >&2; exit 1; }
+# --if-available (npm's `prepare`): without Emscripten, say so and leave the engine out (backend
+# 'wasm' then reports it missing); a published package always carries it (prepack builds it).
+if ! command -v emcc >/dev/null; then
+  if [ "${1:-}" = "--if-available" ]; then
+    echo "build-wasm: emcc not found: the WebAssembly engine is not built (apt-get install emscripten, then npm run build:wasm)" >&2
+    exit 0
+  fi
+  echo "build-wasm: emcc not found (apt-get install emscripten)" >&2
+  exit 1
+fi
 srcs=$(node -e "
   const t = require('fs').readFileSync('native/sources.gypi', 'utf8');
   const list = (n) => JSON.parse(t.match(new RegExp(\"'\" + n + \"'\\\\s*:\\\\s*(\\\\[[^\\\\]]*\\\\])\"))[1].replace(/'/g, '\"').replace(/,\\s*\\]/, ']'));

@@ -329,6 +329,15 @@ export function abortError(fn: string, signal: AbortSignal, cause?: unknown): Er
   return e as unknown as Error;
 }
 
+/**
+ * The flag an async engine call polls: on a SharedArrayBuffer (the native addon reads it in place
+ * from its worker thread, and requires that), or a plain array where SharedArrayBuffer does not
+ * exist (browsers without cross-origin isolation), which only the WebAssembly engine can be there.
+ */
+export function cancelFlag(): Int32Array {
+  return new Int32Array(typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(4) : new ArrayBuffer(4));
+}
+
 export function checkSignal(fn: string, signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined;
   if (!(signal instanceof AbortSignal)) throw new TypeError(`${fn}: signal must be an AbortSignal, got ${describe(signal)}`);
@@ -346,7 +355,7 @@ export async function solve(req: SolveRequest, signal?: AbortSignal): Promise<So
     return r;
   }
   // The engine polls this flag at its convergence checks.
-  const cancel = new Int32Array(new SharedArrayBuffer(4));  // async calls read it in place: it must not move
+  const cancel = cancelFlag();
   const onAbort = () => Atomics.store(cancel, 0, 1);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {

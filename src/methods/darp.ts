@@ -8,7 +8,7 @@ import { checkHyper, checkMatrix, describe, normalizePrior } from '../api/valida
 import { isBackend, nativeOrReference } from '../native/backend.js';
 import type { NativeBinding, NativeDarpArgs, NativeDarpResult } from '../native/binding.js';
 import { darpEntropyWeights, referenceDarp } from '../paths/reference/darp.js';
-import { abortError, checkOptions, checkSignal, checkVector } from './common.js';
+import { abortError, cancelFlag, checkOptions, checkSignal, checkVector } from './common.js';
 import type { CorrectionResult } from './ot.js';
 
 export interface DarpOptions {
@@ -202,7 +202,7 @@ export async function darp(logits: MatrixInput, opts?: DarpAsyncOptions): Promis
   if (signal?.aborted) throw abortError(fn, signal);
   const native = pickNative(req);
   if (!native) return runReference(req);
-  const cancel = new Int32Array(new SharedArrayBuffer(4)); // read by the engine in place
+  const cancel = cancelFlag(); // read by the engine in place
   const onAbort = () => Atomics.store(cancel, 0, 1);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {

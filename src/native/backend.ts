@@ -5,6 +5,15 @@ import { loadWasm } from './wasm-node.js';
 
 let warned = false;
 
+/** A one-line process warning (Node), or console.warn where there is no process (browsers); OTLM_QUIET silences it. */
+function warn(message: string, code: string): void {
+  if (typeof process === 'undefined' || typeof process.emitWarning !== 'function') {
+    console.warn(message);
+    return;
+  }
+  if (!process.env.OTLM_QUIET) process.emitWarning(message, { code });
+}
+
 /**
  * Resolves a public backend name to a native one. 'auto' → CUDA when usable, else the CPU:
  * silently when there is no CUDA driver (most machines; `info()` explains), with a one-time
@@ -27,9 +36,9 @@ export function resolveNative(backend: Backend | undefined): { native: NativeBin
   }
   if (want === 'auto') {
     if (cuda.usable) return { native, name: 'cuda' };
-    if (cuda.built && cuda.info?.driverVersion != null && !warned && !process.env.OTLM_QUIET) {
+    if (cuda.built && cuda.info?.driverVersion != null && !warned) {
       warned = true;
-      process.emitWarning(`otlm: CUDA backend not used, running on the CPU: ${cuda.reason}`, { code: 'OTLM_CUDA_UNAVAILABLE' });
+      warn(`otlm: CUDA backend not used, running on the CPU: ${cuda.reason}`, 'OTLM_CUDA_UNAVAILABLE');
     }
     return { native, name: 'cpu' };
   }
@@ -59,11 +68,10 @@ export function nativeOrReference(backend: Backend, what: string): ReturnType<ty
       } catch {
         /* no WebAssembly engine either: the reference path */
       }
-      if (!referenceWarned && !process.env.OTLM_QUIET) {
+      if (!referenceWarned) {
         referenceWarned = true;
-        process.emitWarning(`otlm: native addon not loaded, ${what} on the (slow) float64 reference path: ${e.message}`, {
-          code: 'OTLM_NATIVE_UNAVAILABLE',
-        });
+        warn(`otlm: neither the native addon nor the WebAssembly engine loaded, ${what} on the (slow) float64 reference path: ${e.message}`,
+          'OTLM_NATIVE_UNAVAILABLE');
       }
       return 'reference';
     }

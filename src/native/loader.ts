@@ -3,7 +3,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import type { NativeBinding } from './binding.js';
+import { NativeLoadError } from './load-error.js';
 import { packageRoot } from './package-root.js';
+
+export { NativeLoadError };
 
 const require = createRequire(import.meta.url);
 
@@ -25,15 +28,6 @@ let binding: NativeBinding | undefined;
 let loadedFrom: LoadedFrom | undefined;
 let loadError: Error | undefined;
 
-/** Thrown when the addon cannot be loaded; the message says what was tried and what to run. */
-export class NativeLoadError extends Error {
-  readonly tried: string[];
-  constructor(message: string, tried: string[], cause?: unknown) {
-    super(message, { cause });
-    this.name = 'NativeLoadError';
-    this.tried = tried;
-  }
-}
 
 /**
  * Files to try, best first: node-gyp-build's choice (a local build, else the prebuild whose

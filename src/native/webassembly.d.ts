@@ -17,4 +17,5 @@ declare namespace WebAssembly {
   type Imports = Record<string, Record<string, ImportValue>>;
   function instantiate(module: Module, imports?: Imports): Promise<Instance>;
   function compile(bytes: ArrayBufferView | ArrayBuffer): Promise<Module>;
+  function compileStreaming(source: Response | Promise<Response>): Promise<Module>;
 }

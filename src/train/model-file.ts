@@ -17,8 +17,9 @@ import { readNpzAll, encodeNpz } from '../io/npz.js';
 import { npyToFloat32, npyToFloat64, type NpyArray } from '../io/npy.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
-export const MODEL_FORMAT = 'otlm-model';
-export const MODEL_VERSION = 1;
+import { MODEL_FORMAT, MODEL_VERSION } from './model-format.js';
+
+export { MODEL_FORMAT, MODEL_VERSION };
 
 export interface ModelMeta {
   format: typeof MODEL_FORMAT;

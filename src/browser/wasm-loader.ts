@@ -1,0 +1,26 @@
+// The browser build's stand-in for src/native/wasm-node.ts: the engine is the one init() compiled
+// (src/browser/index.ts); before that, backend 'wasm' throws and 'auto' runs the reference path.
+import type { NativeBinding } from '../native/binding.js';
+
+let binding: NativeBinding | undefined;
+
+export function setWasm(b: NativeBinding): void {
+  binding = b;
+}
+
+export function loadWasm(): NativeBinding {
+  if (binding) return binding;
+  throw Object.assign(new Error("otlm: the WebAssembly engine is not initialised: `await init()` first"), { code: 'OTLM_ENOWASM' });
+}
+
+export function tryLoadWasm(): NativeBinding | undefined {
+  return binding;
+}
+
+export function wasmLoadError(): Error | undefined {
+  return binding ? undefined : new Error('not initialised');
+}
+
+export function wasmPath(): string {
+  return 'otlm.wasm';
+}
