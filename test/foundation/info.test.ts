@@ -191,8 +191,26 @@ describe('`otlm info` text for devices this machine may not have', () => {
       compiler: 'nvcc 13.0, host gcc 12.2.0', deviceCount: 1,
       devices: [{ index: 0, name: 'NVIDIA H200', memoryBytes: 150_109_880_320, computeCapability: '9.0', smCount: 132, tf32: true }],
     },
+    wasm: { available: true, path: '/p/lib/wasm/otlm.wasm', simd: 'wasm-simd128', gemm: 'builtin-baseline', compiler: 'clang 14.0.6' },
     tfjs: { available: true, wasm: true },
+    activeReason: 'a usable CUDA device',
   };
+
+  it('no native addon: auto runs the WebAssembly engine and says why', () => {
+    const t = infoText({
+      ...base,
+      backends: ['wasm', 'tfjs', 'reference'],
+      active: 'wasm',
+      activeReason: 'the native addon did not load (see native.reason): the WebAssembly engine runs',
+      native: { loaded: false, reason: 'otlm: cannot load the native addon.' },
+      cpu: undefined,
+      cuda: { compiled: false, driver: false, usable: false, emulated: false, devices: [], reason: 'the native addon did not load' },
+    });
+    expect(t).toContain('(auto → wasm)');
+    expect(t).toContain('wasm          SIMD wasm-simd128, GEMM builtin-baseline, single-threaded');
+    expect(t).toContain('auto → wasm: the native addon did not load');
+    expect(t).not.toMatch(NO_JUNK);
+  });
 
   it('a GPU: memory in GiB, sm_90, driver and runtime versions', () => {
     const t = infoText(base);
