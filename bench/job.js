@@ -11,14 +11,19 @@ const spec = JSON.parse(process.argv[2]);
 const lib = (p) => import(pathToFileURL(join(ROOT, 'lib', p)).href);
 const now = () => performance.now() / 1000;
 
+// The native addon, or the WebAssembly engine behind the same interface (src/native/wasm.ts).
+async function engine(path) {
+  if (path === 'wasm') return (await lib('native/wasm-node.js')).loadWasm();
+  return (await lib('native/loader.js')).loadNative();
+}
+
 // ---------------------------------------------------------------- solvers, one interface
 // solve(x, {inputKind, maxIter, checkEvery, plan, predictions}) → {f, g, plan?, predictions?, iterations}
 async function makeSolver(path) {
   const lambda = spec.lambda ?? 1;
   const col = new Float64Array(spec.k).fill(spec.n / spec.k);
-  if (path === 'native') {
-    const { loadNative } = await lib('native/loader.js');
-    const native = loadNative();
+  if (path === 'native' || path === 'wasm') {
+    const native = await engine(path);
     return {
       native,
       solve: (x, o) =>
@@ -151,9 +156,8 @@ async function otlmTask() {
   const hp = { lambda: 1.2, sinkhornIters: 7, tol: 0 };
   const times = [];
   let res;
-  if (spec.path === 'native') {
-    const { loadNative } = await lib('native/loader.js');
-    const native = loadNative();
+  if (spec.path === 'native' || spec.path === 'wasm') {
+    const native = await engine(spec.path);
     const base = { backend: spec.device ?? 'cpu', k: K, ...hp, grad: 'unrolled', threads: spec.threads ?? 0 };
     // Agreement: loss and dL/dW at W = I (the same evaluation every path makes).
     const lg = await native.lossGrad({ ...base, phi, b: B, w, targetPrior: mu, wantGrad: true });

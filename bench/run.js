@@ -3,7 +3,7 @@
 //
 // Times, in one run and on the same seeded long-tailed logits, the Sinkhorn iteration, a
 // 100-iteration OT correction and one OTLM step on every path present here: native CPU (all
-// threads and 1 thread), CUDA (when info().cuda.usable), tfjs-wasm, tfjs-cpu and the float64
+// threads and 1 thread), CUDA (when info().cuda.usable), the WebAssembly engine, tfjs-wasm, tfjs-cpu and the float64
 // reference; the Python peers (PyTorch, POT) where /usr/bin/python3 has them; the memory floor
 // (one streaming read of the same bytes, bench/floor.cpp); scaling in N, K and threads; and the
 // event-loop delay during an async solve. Every path's answer is checked against the native one
@@ -33,6 +33,7 @@ if (!existsSync(join(ROOT, 'lib', 'index.js'))) {
 
 // ------------------------------------------------------------------ configuration
 const ALL_SIZES = [
+  { n: 2404, k: 100, name: 'CIFAR-100-LT (OTLM batch)' },
   { n: 10000, k: 100, name: 'CIFAR-100-LT' },
   { n: 20000, k: 1000, name: 'ImageNet-LT' },
   { n: 24426, k: 8142, name: 'iNaturalist' },
@@ -52,7 +53,7 @@ const CHECK_ITERS = 2; // the agreement check: f, g, f from g = 0 on every path
 const PEER_CHECK_ITERS = 15; // POT starts from the other side: compare after more iterations
 const LAMBDA = 1;
 // Prior guesses of seconds per matrix element per Sinkhorn iteration, replaced by measurements.
-const rate = { native: 2e-9, 'native-1t': 4e-9, cuda: 1e-10, 'tfjs-wasm': 2.5e-8, 'tfjs-cpu': 9e-7, reference: 6e-8 };
+const rate = { native: 2e-9, 'native-1t': 4e-9, cuda: 1e-10, wasm: 4e-9, 'tfjs-wasm': 2.5e-8, 'tfjs-cpu': 9e-7, reference: 6e-8 };
 
 mkdirSync(OUT_DIR, { recursive: true });
 const refDir = mkdtempSync(join(OUT_DIR, '.ref-'));
@@ -112,6 +113,7 @@ const PATHS = [
   { id: 'native', label: `native CPU (${NCPU} thr)`, path: 'native', threads: 0 },
   { id: 'native-1t', label: 'native CPU (1 thr)', path: 'native', threads: 1 },
   ...(cudaUsable ? [{ id: 'cuda', label: 'native CUDA', path: 'native', device: 'cuda' }] : []),
+  { id: 'wasm', label: 'otlm wasm (1 thr)', path: 'wasm' },
   { id: 'tfjs-wasm', label: 'tfjs-wasm', path: 'tfjs-wasm' },
   { id: 'tfjs-cpu', label: 'tfjs-cpu', path: 'tfjs-cpu' },
   { id: 'reference', label: 'reference f64', path: 'reference' },
@@ -187,6 +189,10 @@ for (const size of SIZES) {
     entry.paths[p.id] = e;
     const est = rate[p.id] * nk; // s per iteration
     // Memory: wasm32 cannot address more than 4 GiB; the tfjs loop holds ~5 N×K float32 temporaries.
+    if (p.path === 'wasm' && 2 * nk * 4 > 3.5 * 2 ** 30) {
+      e.skipped = `wasm32 memory is limited to 4 GiB; the ${(nk * 4 / 2 ** 20).toFixed(0)} MB matrix and its plan do not fit`;
+      continue;
+    }
     if (p.path === 'tfjs-wasm' && 5 * nk * 4 > 4 * 2 ** 30) {
       e.skipped = `wasm32 heap is limited to 4 GiB; the ${(nk * 4 / 2 ** 20).toFixed(0)} MB matrix and its temporaries do not fit`;
       continue;
@@ -267,7 +273,7 @@ for (const size of SIZES) {
   const otlm = { b: B, k: K, T: 7, lambda: 1.2, paths: {} };
   result.otlm = otlm;
   let oracle = null;
-  const est = { native: 1.0, 'native-1t': 1.8, cuda: 0.1, 'tfjs-wasm': 25, 'tfjs-cpu': 400, reference: 150 };
+  const est = { native: 1.0, 'native-1t': 1.8, cuda: 0.1, wasm: 6, 'tfjs-wasm': 25, 'tfjs-cpu': 400, reference: 150 };
   for (const p of PATHS) {
     const e = { label: p.label };
     otlm.paths[p.id] = e;
@@ -431,6 +437,14 @@ if (nat2) {
   goal('native vs POT sinkhorn_log (float64) per iteration', fmtx(pp / nat2), '≥ 30×', pp && !result.peers.potSinkhorn.error ? pp / nat2 >= 30 : null);
   const ot = s2.paths.native?.ot?.seconds;
   goal('OT correction 20000x1000, 100 iterations, plan + predictions', ot ? `${ot.toFixed(2)} s` : 'n/a', '< 2 s', ot ? ot < 2 : null);
+}
+// The WebAssembly engine (issue 15): against the reference path and tfjs-wasm, at both sizes.
+for (const s of result.sizes.filter((x) => (x.n === 20000 && x.k === 1000) || (x.n === 2404 && x.k === 100))) {
+  const w = s.paths.wasm?.perIter;
+  if (!w) continue;
+  const ref = s.paths.reference?.perIter, tw = s.paths['tfjs-wasm']?.perIter;
+  goal(`otlm wasm vs reference f64 per iteration at ${s.n}x${s.k}`, (s.paths.reference?.fromCheck ? '≤' : '') + fmtx(ref / w), '≥ 20×', ref ? ref / w >= 20 : null);
+  goal(`otlm wasm vs tfjs-wasm per iteration at ${s.n}x${s.k}`, fmtx(tw / w), '≥ 5×', tw ? tw / w >= 5 : null);
 }
 const on = result.otlm?.paths.native?.seconds, ot2 = result.peers.torchOtlm?.step_seconds;
 if (on) goal('OTLM step B=10000 K=1000 T=7: PyTorch autograd / native', fmtx(ot2 / on), '≥ 5×', ot2 ? ot2 / on >= 5 : null);
