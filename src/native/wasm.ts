@@ -79,6 +79,12 @@ function imports(mem: () => WebAssembly.Memory): WebAssembly.Imports {
   };
 }
 
+/** The binding checks lengths as the addon does (the module would read past a short array). */
+function need(name: string, v: ArrayLike<number> | undefined, len: number, optional = false): void {
+  if (v === undefined && optional) return;
+  if (!v || v.length !== len) throw new RangeError(`'${name}' must have length ${len}, got ${v ? v.length : 'nothing'}`);
+}
+
 type Typed = Float32Array | Float64Array | Int32Array;
 type TypedCtor<T extends Typed> = { new (b: ArrayBufferLike, off: number, len: number): T; BYTES_PER_ELEMENT: number };
 
@@ -189,7 +195,12 @@ class WasmEngine {
     const nk = n * k;
     const wantPlan = a.plan instanceof Float32Array || a.plan === true;
     WasmEngine.budget('sinkhorn', nk * 4 * (wantPlan ? 2 : 1) + (n + k) * 32);
-    if (a.x.length !== nk) throw new RangeError(`'x' must have length n*k = ${nk}, got ${a.x.length}`);
+    need('x', a.x, nk);
+    need('colMarginal', a.colMarginal, k);
+    need('rowMarginal', a.rowMarginal, n, true);
+    need('f0', a.f0, n, true);
+    need('g0', a.g0, k, true);
+    if (a.plan instanceof Float32Array) need('plan', a.plan, nk);
     const f = this.frame();
     try {
       const x = f.put(Float32Array, a.x);
@@ -249,6 +260,10 @@ class WasmEngine {
   lossGrad(a: NativeLossGradArgs): NativeLossGradResult {
     const k = a.k;
     WasmEngine.budget('lossGrad', a.b * k * 4 * 6 + k * k * 12);
+    need('phi', a.phi, a.b * k);
+    need('w', a.w, k * k);
+    need('bias', a.bias, k, true);
+    need('targetPrior', a.targetPrior, k);
     const f = this.frame();
     try {
       const params = f.put(Float64Array, WasmEngine.trainParams(a));
@@ -271,6 +286,9 @@ class WasmEngine {
     const ex = this.ex;
     const k = a.k;
     WasmEngine.budget('Trainer', a.n * k * 4 * 2 + k * k * 40);
+    need('phi', a.phi, a.n * k);
+    need('bias', a.bias, k, true);
+    need('targetPrior', a.targetPrior, k);
     const f = this.frame();
     let t = 0;
     try {
@@ -293,6 +311,7 @@ class WasmEngine {
       const h = live('step');
       const g = engine.frame();
       try {
+        if (!(rows instanceof Int32Array)) throw new TypeError("'rows' must be an Int32Array");
         const rp = g.put(Int32Array, rows);
         const rep = g.alloc(5 * 8);
         engine.check(ex.otlm_wasm_trainer_step(h, rp, rows.length, lr, rep, g.err), g);
@@ -328,6 +347,9 @@ class WasmEngine {
   gemm(a: NativeGemmArgs): Float32Array {
     const { m, n, kk } = a;
     WasmEngine.budget('gemm', (m * kk + kk * n + m * n + n) * 4);
+    need('a', a.a, m * kk);
+    need('b', a.b, kk * n);
+    need('bias', a.bias, n, true);
     const f = this.frame();
     try {
       const ap = f.put(Float32Array, a.a);
@@ -345,6 +367,9 @@ class WasmEngine {
     const { n, k } = a;
     if (a.cancel && Atomics.load(a.cancel, 0) !== 0) throw engineError(6, 'darp: cancelled');
     WasmEngine.budget('darp', n * k * 8 + n * 24 + k * 16);
+    need('logits', a.logits, n * k);
+    need('colMarginal', a.colMarginal, k);
+    if (a.weights instanceof Float64Array) need('weights', a.weights, n);
     const maxIter = a.maxIter ?? 1000;
     const f = this.frame();
     try {

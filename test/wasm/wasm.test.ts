@@ -92,6 +92,10 @@ describe.skipIf(noWasm !== null)('WebAssembly engine', () => {
     expect(e).toBeInstanceOf(RangeError);
     expect(e?.code).toBe('OTLM_EINVAL');
     expect(e?.message).toMatch(/lambda/);
+    // The binding itself checks lengths (the module would otherwise read past a short array).
+    expect(() => loadWasm().sinkhornSync({ x: new Float32Array(4), n: 2, k: 2, lambda: 1, maxIter: 10, tol: 0, colMarginal: new Float64Array([2]) }))
+      .toThrow(/colMarginal' must have length 2/);
+    expect(() => loadWasm().gemmSync({ a: new Float32Array(6), b: new Float32Array(5), m: 2, n: 2, kk: 3 })).toThrow(/'b' must have length 6/);
   });
 
   it.skipIf(noNative !== null)('OTLM: fit on the unlabeled validation logits gives the native weights (1e-4) and predictions', async () => {
