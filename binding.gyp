@@ -4,6 +4,8 @@
   'includes': ['native/sources.gypi'],
   'variables': {
     'openblas_static%': '<!(node -p "require(\'fs\').existsSync(\'/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.a\') ? \'/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.a\' : \'\'")',
+    # 1 in the prebuilt binary (scripts/prebuild.cjs sets OTLM_PREBUILD=1).
+    'otlm_prebuild%': '<!(node -p "process.env.OTLM_PREBUILD === \'1\' ? 1 : 0")',
   },
   'targets': [
     {
@@ -26,6 +28,12 @@
           'libraries': ['<(openblas_static)'],
         }, {
           'defines': ['OTLM_GEMM_PROVIDER="builtin"'],
+        }],
+        # The prebuilt binary carries its libstdc++ (built with GCC 12 it would need the system's
+        # to be GCC >= 12's) and keeps the symbols of the static libraries private.
+        ['otlm_prebuild==1', {
+          'sources': ['native/addon/glibc_compat.cpp'],
+          'ldflags': ['-static-libstdc++', '-Wl,--exclude-libs,ALL'],
         }],
       ],
     },
