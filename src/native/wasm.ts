@@ -6,9 +6,9 @@
  *
  * Memory: every input is copied into the module's memory at the call and every output copied
  * out before the call returns, so no JavaScript array is ever read or written later (the
- * addon's async memory contract holds trivially). The module runs on the calling thread,
- * single-threaded; the async twins resolve on a later turn but the work itself runs when the
- * call is made (docs/architecture.md, "WebAssembly engine").
+ * addon's async memory contract holds trivially). The module is single-threaded; here the async
+ * twins run on the calling thread and settle on a later turn (the browser entry's case), and
+ * under Node wasm-node.ts moves them to a worker thread (docs/architecture.md, "WebAssembly engine").
  */
 import type {
   NativeBinding,

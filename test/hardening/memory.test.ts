@@ -14,12 +14,18 @@ import { sinkhorn, sinkhornSync } from '../../src/methods/sinkhorn.js';
 import { loadNative } from '../../src/native/loader.js';
 import { OTLM } from '../../src/train/otlm.js';
 import { referenceSinkhorn } from '../../src/paths/reference/sinkhorn.js';
-import { longTailedLogits, nativeSinkhornUnavailable } from '../methods/native-status.js';
+import { longTailedLogits, nativeSinkhornUnavailable, wasmUnavailable } from '../methods/native-status.js';
 
 const noNative = nativeSinkhornUnavailable();
 if (noNative) console.warn(`[skip] native cases in test/hardening/memory.test.ts: ${noNative}`);
-// 'cuda' joins where a CUDA library is usable (CI: the emulated one, through OTLM_CUDA_LIB).
-const backends: Backend[] = noNative ? ['reference'] : info().cuda.usable ? ['cpu', 'cuda', 'reference'] : ['cpu', 'reference'];
+// 'cuda' joins where a CUDA library is usable (CI: the emulated one, through OTLM_CUDA_LIB); 'wasm'
+// where the WebAssembly engine is built (its async calls run in a worker thread under Node).
+const backends: Backend[] = [
+  ...(noNative ? [] : ['cpu' as const]),
+  ...(!noNative && info().cuda.usable ? ['cuda' as const] : []),
+  ...(wasmUnavailable() === null ? ['wasm' as const] : []),
+  'reference',
+];
 const itNative = noNative ? it.skip : it;
 
 const N = 3000;

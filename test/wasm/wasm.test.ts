@@ -77,6 +77,29 @@ describe.skipIf(noWasm !== null)('WebAssembly engine', () => {
     await expect(otCorrect(test, { backend: 'wasm', signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
   });
 
+  it('under Node, async calls run in a worker: the event loop turns during the solve, and an abort stops it', async () => {
+    const n = 4000, k = 200;
+    const m: Matrix = { data: longTailedLogits(5, n, k), rows: n, cols: k };
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      const r = await otCorrect(m, { backend: 'wasm', maxIter: 300, tol: 0 });
+      expect(r.iterations).toBe(300);
+      expect(ticks).toBeGreaterThan(2); // a call on this thread would let none run
+      const sync = otCorrectSync(m, { backend: 'wasm', maxIter: 300, tol: 0 });
+      expect(Array.from(r.predictions)).toEqual(Array.from(sync.predictions));
+      // Abort a long solve once it runs: it rejects as aborted, and the next call works.
+      const ac = new AbortController();
+      const long = otCorrect(m, { backend: 'wasm', maxIter: 1_000_000, tol: 0, signal: ac.signal });
+      setTimeout(() => ac.abort(), 50);
+      await expect(long).rejects.toMatchObject({ name: 'AbortError' });
+      const again = await otCorrect(m, { backend: 'wasm', maxIter: 300, tol: 0 });
+      expect(Array.from(again.predictions)).toEqual(Array.from(sync.predictions));
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
   it('bad input gets the same errors as on the native engine', () => {
     const bad = Float32Array.from(test.data.subarray(0, 40));
     bad[7] = NaN;
