@@ -160,6 +160,8 @@ function main() {
   const nvcc = wantCuda ? findNvcc() : null;
   const prebuilds = path.join(outDir, 'prebuilds');
   fs.mkdirSync(prebuilds, { recursive: true });
+  // A run that was killed leaves its staging folder, which `files` would put in the tarball.
+  for (const f of fs.readdirSync(prebuilds)) if (f.startsWith(`.${platformDir}-`)) fs.rmSync(path.join(prebuilds, f), { recursive: true, force: true });
   const staging = fs.mkdtempSync(path.join(prebuilds, `.${platformDir}-`));
   try {
     buildAddon(staging);

@@ -23,6 +23,9 @@ git clone -q . "$tmp/src"
 (cd "$tmp/src" && OTLM_SKIP_BUILD=1 npm ci "${npm_q[@]}" >"$tmp/pack.log" 2>&1 && npm pack --pack-destination "$tmp" --loglevel=warn >>"$tmp/pack.log" 2>&1) ||
   { tail -40 "$tmp/pack.log" >&2; fail "npm ci && npm pack"; }
 tgz=$(ls "$tmp"/otlm-*.tgz)
+# prepack leaves nothing behind but ignored output (prebuilds/, build-prebuild/, lib/).
+[ -z "$(git -C "$tmp/src" status --porcelain)" ] || { git -C "$tmp/src" status --short >&2; fail "npm pack left the clone dirty"; }
+git -C "$tmp/src" check-ignore -q prebuilds/linux-x64/otlm.glibc.node || fail "prebuilds/ is not ignored by git"
 grep '^otlm: prebuilds' "$tmp/pack.log" || true
 tar -tzvf "$tgz" >"$tmp/contents"
 awk '/prebuilds\/.+[^\/]$/ { printf "test:install:   %s %.1f MB\n", $6, $3 / 1e6 }' "$tmp/contents"
