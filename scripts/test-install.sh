@@ -60,14 +60,17 @@ grep -q '^otlm: using the prebuilt binary prebuilds/linux-x64/otlm.glibc.node' "
   { cat "$tmp/install.log" >&2; fail "the install script did not take the prebuilt binary"; }
 say "install script: $(grep -o 'using the prebuilt binary.*' "$tmp/install.log")"
 
-PATH="$mask" npx --no-install otlm demo >"$tmp/demo.log" 2>&1 || { cat "$tmp/demo.log" >&2; fail "npx otlm demo"; }
+masked() { timeout 120 env PATH="$mask" "$@"; }  # a hang fails the test instead of blocking it
+rc=0
+masked npx --no-install otlm demo >"$tmp/demo.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || { cat "$tmp/demo.log" >&2; fail "npx otlm demo: exit code $rc (124: still running after 120 s)"; }
 grep -q '^method ' "$tmp/demo.log" && grep -qE '^OTLM +[0-9]' "$tmp/demo.log" || { cat "$tmp/demo.log" >&2; fail "npx otlm demo printed no table"; }
 say "npx otlm demo: $(grep -E '^OTLM +[0-9]' "$tmp/demo.log")"
-native=$(PATH="$mask" node -e "import('otlm').then(m=>console.log(JSON.stringify(m.info().native)))")
+native=$(masked node -e "import('otlm').then(m=>console.log(JSON.stringify(m.info().native)))")
 say "info().native: $native"
 [[ "$native" == *'"source":"prebuild"'* ]] || fail "the addon did not come from the prebuilds"
 if grep -q ' package/prebuilds/linux-x64/libotlm_cuda\.so$' "$tmp/contents"; then
-  cuda=$(PATH="$mask" node -e "import('otlm').then(m=>{const c=m.info().cuda;console.log(JSON.stringify({library:c.library,reason:c.reason}))})")
+  cuda=$(masked node -e "import('otlm').then(m=>{const c=m.info().cuda;console.log(JSON.stringify({library:c.library,reason:c.reason}))})")
   say "info().cuda: $cuda"
   [[ "$cuda" == *'/prebuilds/linux-x64/libotlm_cuda.so"'* && "$cuda" != *'cannot load'* && "$cuda" != *'does not exist'* ]] ||
     fail "the CUDA library beside the prebuilt addon did not load"
@@ -92,7 +95,7 @@ out=$(OTLM_CMAKE_ARGS=-DOTLM_CUDA=OFF npm rebuild otlm --foreground-scripts 2>&1
 grep -q 'building the native addon from source (the prebuilt binary prebuilds/linux-x64/otlm.glibc.node does not load' <<<"$out" ||
   { echo "$out" | head -20 >&2; fail "no reason printed for the source build"; }
 say "$(grep -o 'building the native addon from source.*' <<<"$out")"
-native=$(node -e "import('otlm').then(m=>console.log(JSON.stringify(m.info().native)))")
+native=$(timeout 120 node -e "import('otlm').then(m=>console.log(JSON.stringify(m.info().native)))")
 [[ "$native" == *'"source":"build"'* ]] || fail "after the source build: $native"
 say "then info().native: $native ($(( $(date +%s) - step )) s)"
 say "passed in $(( $(date +%s) - start )) s"
