@@ -16,11 +16,3 @@ export function loadWasm(): NativeBinding {
 export function tryLoadWasm(): NativeBinding | undefined {
   return binding;
 }
-
-export function wasmLoadError(): Error | undefined {
-  return binding ? undefined : new Error('not initialised');
-}
-
-export function wasmPath(): string {
-  return 'otlm.wasm';
-}

@@ -23,13 +23,14 @@ export function loadWasm(): NativeBinding {
   try {
     if (!existsSync(path)) throw new Error(`${path} not found (build it with \`npm run build:wasm\`, which needs Emscripten)`);
     if (typeof WebAssembly !== 'object') throw new Error('this JavaScript runtime has no WebAssembly');
-    // The engine's worker thread gets the main thread's compiled module (V8 shares its code, and
-    // the optimised tier once the main thread has run it).
+    // The engine's own worker thread gets the main thread's compiled module (V8 shares its code,
+    // and the optimised tier once the main thread has run it) and runs every call in place.
     const given = (workerData as { otlmWasmModule?: unknown } | null)?.otlmWasmModule;
-    const module = given instanceof WebAssembly.Module ? given : new WebAssembly.Module(readFileSync(path));
+    const engineThread = !isMainThread && given instanceof WebAssembly.Module;
+    const module = engineThread ? (given as WebAssembly.Module) : new WebAssembly.Module(readFileSync(path));
     compiled = module;
     const local = wasmBindingFromInstance(instantiateWasmSync(module));
-    binding = isMainThread ? offThread(local) : local;
+    binding = engineThread ? local : offThread(local);
     return binding;
   } catch (e) {
     loadError = Object.assign(new Error(`otlm: the WebAssembly engine did not load: ${(e as Error).message}`, { cause: e }), {
@@ -39,17 +40,6 @@ export function loadWasm(): NativeBinding {
   }
 }
 
-export function tryLoadWasm(): NativeBinding | undefined {
-  try {
-    return loadWasm();
-  } catch {
-    return undefined;
-  }
-}
-
-export function wasmLoadError(): Error | undefined {
-  return loadError;
-}
 
 // ------------------------------------------------------------------ async calls off the main thread
 // The one-off async calls (sinkhorn, lossGrad, gemm, darp) run in a worker thread with its own
