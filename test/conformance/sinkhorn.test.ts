@@ -25,14 +25,18 @@ const noWasm = wasmUnavailable();
 // float32: the backend computes in float32 throughout (tfjs), so its column error has a floor near
 // 1e-7: cases that ask for less are skipped on it, its plans are held to 5e-5 and its iteration
 // counts to 10% + 15 (the last digits of a float32 error decide when it crosses tol).
-interface Candidate { backend: Backend; runs: boolean; why: string; plainOnly?: boolean; float32?: boolean }
+// simd: the native CPU engine with its kernels lowered to this level (OTLM_SIMD, read at every
+// solve), so every level the dispatcher can pick is held to the same cases, not only this CPU's best.
+interface Candidate { backend: Backend; label?: string; simd?: string; runs: boolean; why: string; plainOnly?: boolean; float32?: boolean }
 const candidates: Candidate[] = [
   { backend: 'cpu', runs: noNative === null, why: noNative ?? '' },
+  { backend: 'cpu', label: 'cpu (OTLM_SIMD=avx2)', simd: 'avx2', runs: noNative === null, why: noNative ?? '' },
+  { backend: 'cpu', label: 'cpu (OTLM_SIMD=baseline)', simd: 'baseline', runs: noNative === null, why: noNative ?? '' },
   { backend: 'cuda', runs: cudaUsable, why: cudaUsable ? '' : `no usable CUDA library (${info().cuda.reason ?? 'not built'})` },
   { backend: 'wasm', runs: noWasm === null, why: noWasm ?? '' },
   { backend: 'tfjs', runs: tfjs.available, why: tfjs.reason ?? '', plainOnly: true, float32: true },
 ];
-for (const c of candidates) if (!c.runs) console.warn(`[skip] conformance on '${c.backend}': ${c.why}`);
+for (const c of candidates) if (!c.runs) console.warn(`[skip] conformance on '${c.label ?? c.backend}': ${c.why}`);
 const backends = candidates.filter((c) => c.runs);
 
 const dataDir = fileURLToPath(new URL('../../data/fmnist-lt/', import.meta.url));
@@ -136,7 +140,25 @@ function compare(c: Case, ref: SinkhornResult, got: SinkhornResult, cand: Candid
   if (c.opts.trace) expect(got.trace!.length).toBe(ref.trace!.length);
 }
 
-describe.each(backends.map((b) => [b.backend, b]))('conformance: %s against the float64 reference', (backend, cand) => {
+/** Runs `fn` with OTLM_SIMD set to the candidate's level (the native engine reads it at each solve). */
+async function atLevel<T>(cand: Candidate, fn: () => Promise<T>): Promise<T> {
+  if (!cand.simd) return fn();
+  const before = process.env.OTLM_SIMD;
+  process.env.OTLM_SIMD = cand.simd;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.OTLM_SIMD;
+    else process.env.OTLM_SIMD = before;
+  }
+}
+
+describe.each(backends.map((b) => [b.label ?? b.backend, b] as const))('conformance: %s against the float64 reference', (_label, cand) => {
+  const backend = cand.backend;
+  it.skipIf(!cand.simd)('runs at its SIMD level (OTLM_SIMD is in force)', async () => {
+    const level = await atLevel(cand, async () => info().cpu?.simd);
+    expect(level).toBe(cand.simd === 'avx2' && info().cpu?.simd === 'baseline' ? 'baseline' : cand.simd === 'avx2' ? 'avx2-fma' : cand.simd);
+  });
   for (const c of cases) {
     const accelerated = (c.opts.overrelax ?? 1) > 1 || (c.opts.epsScaling ?? 0) > 0;
     it(c.name, async (ctx) => {
@@ -148,9 +170,9 @@ describe.each(backends.map((b) => [b.backend, b]))('conformance: %s against the 
         return;
       }
       const ref = await sinkhorn(cost, { ...opts, backend: 'reference' });
-      const got = await sinkhorn(cost, { ...opts, backend });
+      const got = await atLevel(cand, () => sinkhorn(cost, { ...opts, backend }));
       expect(got.backend).toBe(backend);
-      console.log(`${backend} ${c.name}: ${got.iterations} iterations (reference ${ref.iterations}), error ${got.error.toExponential(2)}`);
+      console.log(`${cand.label ?? backend} ${c.name}: ${got.iterations} iterations (reference ${ref.iterations}), error ${got.error.toExponential(2)}`);
       compare(c, ref, got, cand);
     }, 120_000);
   }
@@ -161,7 +183,7 @@ describe.each(backends.map((b) => [b.backend, b]))('conformance: %s against the 
     const cold = await sinkhorn(cost, { ...base, backend: 'reference' });
     const warmStart = { f: cold.f, g: cold.g };
     const ref = await sinkhorn(cost, { ...base, warmStart, backend: 'reference' });
-    const got = await sinkhorn(cost, { ...base, warmStart, backend });
+    const got = await atLevel(cand, () => sinkhorn(cost, { ...base, warmStart, backend }));
     expect(ref.iterations).toBeLessThanOrEqual(2);
     compare({ name: 'warm', cost: () => cost, opts: base }, ref, got, cand);
   });
