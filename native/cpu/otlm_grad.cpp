@@ -31,6 +31,11 @@ namespace otlm::cpu {
 
 namespace {
 constexpr int64_t kRowsPerTask = 64;  // fixed row chunk: results independent of the thread count
+// The unrolled backward keeps P^f_t (b×k floats) for the next pass when the batch has at most this
+// many elements (64 MB), and derives P^g_{t-1} from it instead of recomputing its exps.
+constexpr int64_t kReusePlanMax = int64_t(1) << 24;
+// ... for the rows whose scale exp((f_{t-1} - f_t)/λ) stays within e^±60 (a float holds e^±87).
+constexpr double kReuseMaxShift = 60;
 
 struct Scratch {
   std::vector<float> a, b, c;
@@ -69,6 +74,7 @@ void OtlmWorkspace::reserve(int64_t b, int64_t k, int32_t T) {
   const size_t bk = size_t(b) * size_t(k);
   if (logz.size() < bk) logz.resize(bk);
   if (dbuf.size() < bk) dbuf.resize(bk);
+  if (int64_t(bk) <= kReusePlanMax && pf.size() < bk) pf.resize(bk);
   if (f_hist.size() < size_t(T) * size_t(b)) f_hist.resize(size_t(T) * size_t(b));
   if (g_hist.size() < size_t(T) * size_t(k)) g_hist.resize(size_t(T) * size_t(k));
   if (colacc.size() < size_t(task_count(b) * acc_stride(k))) colacc.resize(size_t(task_count(b) * acc_stride(k)));
@@ -195,8 +201,13 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
     std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
     std::vector<float> a(static_cast<size_t>(k));
     double* gbar = ws.gbar.data();
+    // P^g_t = exp((f_t ⊕ g_t − M)/λ) = P^f_{t+1} · exp((f_t − f_{t+1})/λ) row by row: with P^f_{t+1}
+    // kept from the pass before (t+1), one exp per element per pass instead of two. Rows whose scale
+    // leaves e^±kReuseMaxShift recompute it (a 0·inf there would be NaN).
+    float* PF = int64_t(b) * k <= kReusePlanMax ? ws.pf.data() : nullptr;
     for (int32_t t = S; t >= 1; --t) {
       const double* ft = F + size_t(t - 1) * b;
+      const double* fnext = t < S ? F + size_t(t) * b : nullptr;  // f_{t+1}
       const double* gprev = G + size_t(t - 1) * k;
       for (int64_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
       if (t < S) {
@@ -216,8 +227,9 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
           const float* Li = L + i * k;
           float* Di = D + i * k;
           const double fc = ft[i] / lam;
+          float* PFi = PF ? PF + i * k : nullptr;
           if (t == S) {
-            float* y = s.a.data();
+            float* y = PFi ? PFi : s.a.data();  // P^f_S
             float* u = s.b.data();
             kr.exp_shift(Li, gp.data(), fc, invlam, k, y);
             float su, sy;
@@ -225,12 +237,10 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
             const float fbar = invB * (su + sy);
             kr.last_update(y, u, invB, fbar, k, Di, acc);
           } else {
-            float* q = s.a.data();
-            float* pf = s.b.data();
-            kr.exp_shift(Li, gc.data(), fc, invlam, k, q);
-            const float fbar = -kr.mul_sum(q, a.data(), k);
-            kr.exp_shift(Li, gp.data(), fc, invlam, k, pf);
-            kr.mid_update(q, pf, fbar, k, Di, acc);
+            const double shift = (ft[i] - fnext[i]) * invlam;  // P^g_t = P^f_{t+1}·e^shift
+            const bool reuse = PFi && std::fabs(shift) <= kReuseMaxShift;
+            kr.mid_row(Li, gc.data(), gp.data(), fc, invlam, reuse ? PFi : nullptr, reuse ? float(std::exp(shift)) : 1.0f,
+                       a.data(), k, s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
           }
           if (t == 1) kr.softmax_back(Li, k, Di, s.c.data());
         }

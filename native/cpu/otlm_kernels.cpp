@@ -9,8 +9,8 @@
 #include <cstring>
 
 #define OTLM_KERNEL_TABLE(ISA_NAME)                                                                  \
-  const OtlmKernels table = {ISA_NAME,    sum_f,   exp_shift,  last_u,      \
-                             last_update, mul_sum, mid_update, softmax_back, log_softmax_row};
+  const OtlmKernels table = {ISA_NAME, sum_f,   exp_shift,    last_u, last_update, \
+                             mid_row,  softmax_back, log_softmax_row};
 
 namespace otlm::cpu {
 

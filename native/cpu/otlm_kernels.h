@@ -11,8 +11,9 @@ struct OtlmKernels {
   void (*last_u)(const float* y, const double* gs, double fc, int64_t n, float* u, float* su, float* sy);
   void (*last_update)(const float* y, const float* u, float invB, float fbar, int64_t n, float* mbar,
                       double* acc);
-  float (*mul_sum)(float* pg, const float* a, int64_t n);
-  void (*mid_update)(const float* q, const float* pf, float fbar, int64_t n, float* mbar, double* acc);
+  void (*mid_row)(const float* L, const double* gc, const double* gp, double fc, double invlam,
+                  const float* pf_prev, float scale, const float* a, int64_t n, float* q, float* pf,
+                  float* mbar, double* acc);
   void (*softmax_back)(const float* L, int64_t n, float* mbar, float* z);
   void (*log_softmax_row)(float* a, int64_t n, float* scratch);
 };

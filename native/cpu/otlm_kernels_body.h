@@ -111,6 +111,24 @@ static void mid_update(const float* __restrict q, const float* __restrict pf, fl
   }
 }
 
+// One middle pass (1 <= t < S) of the unrolled backward for one row, in one call (at small k the
+// calls cost more than the arithmetic): q = P^g_t row, as pf_prev·scale when pf_prev is given (the
+// P^f_{t+1} row kept from the pass before) else exp(fc + gc_j + L_j·invlam); fbar = -Σ a_j q_j;
+// pf = P^f_t row = exp(fc + gp_j + L_j·invlam), which may overwrite pf_prev (read first);
+// mbar_j += a_j q_j + fbar·pf_j; acc_j -= fbar·pf_j (acc may be null).
+static void mid_row(const float* __restrict L, const double* __restrict gc, const double* __restrict gp, double fc,
+                    double invlam, const float* pf_prev, float scale, const float* __restrict a, int64_t n,
+                    float* __restrict q, float* pf, float* __restrict mbar, double* __restrict acc) {
+  if (pf_prev) {
+    for (int64_t j = 0; j < n; ++j) q[j] = pf_prev[j] * scale;
+  } else {
+    exp_shift(L, gc, fc, invlam, n, q);
+  }
+  const float fbar = -mul_sum(q, a, n);
+  exp_shift(L, gp, fc, invlam, n, pf);
+  mid_update(q, pf, fbar, n, mbar, acc);
+}
+
 // Through log_softmax: d_j = -mbar_j + exp(L_j)·Σ mbar   (dL/dlogZ = -dL/dM), in place.
 static void softmax_back(const float* __restrict L, int64_t n, float* __restrict mbar, float* __restrict z) {
   const float s = sum_f(mbar, n);
