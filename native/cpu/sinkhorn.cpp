@@ -85,12 +85,14 @@ int32_t argmax_affine(const float* row, int64_t k, double alpha, const double* h
 
 }  // namespace
 
-// Fixed decomposition: at most 128 row chunks of at least ~64k elements each, so results do not
-// depend on the thread count.
+// Fixed decomposition, so results do not depend on the thread count: at most 128 row chunks of
+// ~64k elements each, but at least 8 chunks (of >= 512 elements) where there are rows enough, so
+// a CIFAR-sized batch (5000×10: one 64k chunk) still runs on every thread.
 CpuSinkhornPasses::CpuSinkhornPasses(const SinkhornProblem& pb, const double* f0, const double* g0)
     : pb_(pb), K_(simd::kernels()), threads_(pb.threads > 0 ? pb.threads : default_threads()) {
   const int64_t n = pb.n, k = pb.k;
-  rows_per_chunk_ = std::max<int64_t>(ceil_div(n, 128), ceil_div(65536, k));
+  rows_per_chunk_ = std::max<int64_t>(
+      ceil_div(n, 128), std::max<int64_t>(std::min<int64_t>(ceil_div(65536, k), ceil_div(n, 8)), ceil_div(512, k)));
   rows_per_chunk_ = std::min(std::max<int64_t>(rows_per_chunk_, 1), n);
   nchunks_ = ceil_div(n, rows_per_chunk_);
   ncolblocks_ = ceil_div(k, kColBlock);
