@@ -267,20 +267,9 @@ void test_dispatch() {
 int main() {
   std::printf("builtin GEMM, best level here: %s; gemm_provider(): %s\n",
               otlm::cpu::gemm_isa_name(otlm::cpu::gemm_isa_cap(GemmIsa::avx512)), otlm::cpu::gemm_provider());
-  struct T {
-    const char* name;
-    void (*fn)();
-  };
-  const T tests[] = {{"exact results on tile, block and chunk edges", test_exact_edges},
+  return run_named({{"exact results on tile, block and chunk edges", test_exact_edges},
                      {"rounding within the float32 bound", test_rounding},
                      {"bit-identical for 1..8 threads, rows_done", test_threads_and_rows_done},
                      {"NaN and Inf", test_non_finite},
-                     {"dispatch and provider name", test_dispatch}};
-  for (const T& t : tests) {
-    int before = g_fail;
-    t.fn();
-    std::printf("%s %s\n", g_fail == before ? "ok  " : "FAIL", t.name);
-    std::fflush(stdout);
-  }
-  return check_summary();
+                     {"dispatch and provider name", test_dispatch}});
 }

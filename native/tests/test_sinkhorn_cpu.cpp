@@ -800,19 +800,11 @@ static void test_huge() {
 }
 
 int main() {
-  struct T { const char* name; void (*fn)(); };
-  const T tests[] = {{"exp accuracy", test_exp_accuracy},       {"vs float64 reference", test_vs_reference},
+  return run_named({{"exp accuracy", test_exp_accuracy},       {"vs float64 reference", test_vs_reference},
                      {"shapes and lambdas", test_shapes_and_lambdas}, {"thread identity", test_thread_identity},
                      {"simd levels", test_simd_levels},         {"small k", test_small_k},         {"acceleration", test_acceleration},
                      {"warm start, trace, cancel", test_warm_start_trace_cancel},
                      {"bad inputs", test_bad_inputs},           {"in place and overlaps", test_in_place_and_overlap},
                      {"tiny prior", test_tiny_prior},           {"concurrent solves", test_concurrent},
-                     {"n*k > 2^31", test_huge}};
-  for (const T& t : tests) {
-    int before = g_fail;
-    t.fn();
-    std::printf("%s %s\n", g_fail == before ? "ok  " : "FAIL", t.name);
-    std::fflush(stdout);
-  }
-  return check_summary();
+                     {"n*k > 2^31", test_huge}});
 }

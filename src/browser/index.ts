@@ -9,29 +9,7 @@ import type { NativeBinding } from '../native/binding.js';
 import { instantiateWasm, wasmBindingFromInstance } from '../native/wasm.js';
 import { setWasm, tryLoadWasm } from './wasm-loader.js';
 
-export type { Matrix, MatrixInput, OrtTensorLike, TfTensorLike, Backend, PriorInput } from '../api/types.js';
-export { sinkhorn, sinkhornSync } from '../methods/sinkhorn.js';
-export type { SinkhornOptions, SinkhornAsyncOptions, SinkhornResult } from '../methods/sinkhorn.js';
-export type { SolverOptions } from '../methods/common.js';
-export { otCorrect, otCorrectSync, applyClassOffsets } from '../methods/ot.js';
-export type { OtCorrectOptions, OtCorrectAsyncOptions, CorrectionResult } from '../methods/ot.js';
-export { logitAdjust, logitAdjustSync } from '../methods/la.js';
-export type { LogitAdjustOptions, LogitAdjustResult } from '../methods/la.js';
-export { darp, darpSync } from '../methods/darp.js';
-export type { DarpOptions, DarpAsyncOptions } from '../methods/darp.js';
-export { estimatePrior, fitCalibration } from '../prior/estimate.js';
-export type { PriorEstimateOptions, PriorEstimate } from '../prior/estimate.js';
-export { resolveTargetPrior, floorPrior, ESTIMATED_PRIOR_FLOOR } from '../prior/resolve.js';
-export { OnlineCorrector } from '../online.js';
-export type { OnlineCorrectorOptions, OnlineSolveReport, OnlineCorrectorJSON } from '../online.js';
-export { metrics } from '../metrics.js';
-export type { MetricsOptions, MetricsResult } from '../metrics.js';
-export { OTLM, OTLM_PRESETS, OtlmDivergenceError } from '../train/otlm.js';
-export type { OtlmOptions, OtlmFitOptions, OtlmProgressEvent, OtlmHyper, OtlmPreset, OtlmCorrectOptions, FitResult } from '../train/otlm.js';
-export { evaluateAll, ALL_METHODS } from '../evaluate.js';
-export type { EvalInput, EvalOutput, MethodName, MethodResult } from '../evaluate.js';
-export { tune } from '../tune.js';
-export type { TuneOptions, TuneResult, TuneRow, TuneMethod } from '../tune.js';
+export * from '../core.js';
 
 /** Where the engine's bytes come from: a URL, a fetch Response, the bytes, or a compiled module. */
 export type WasmSource = string | URL | Response | ArrayBuffer | ArrayBufferView | WebAssembly.Module;

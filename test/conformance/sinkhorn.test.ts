@@ -129,14 +129,18 @@ function compare(c: Case, ref: SinkhornResult, got: SinkhornResult, cand: Candid
     const row = Array.from(P.subarray(i * k, i * k + k)).sort((a, b) => b - a);
     expect(row[0] - row[1]).toBeLessThanOrEqual(1e-5 * row[0]);
   }
-  // g up to the gauge, in units of λ (the potentials scale with it), on the columns the stopping
-  // rule pins down: a column whose mass is below tol·N (the 1e-300 prior entry) can move its g by
-  // λ·1e-3 without changing the error, and does so with the SIMD level (AVX2 and baseline, hence
-  // wasm, differ from AVX-512 there), so it is held to its plan column, checked above.
+  // g up to the gauge, in units of λ (the potentials scale with it), to 2e-3 on the columns the
+  // stopping rule pins down. A column whose mass is below tol·N (the 1e-300 prior entry) can move
+  // its g without changing the error, and does with the SIMD level (AVX2 and baseline, hence wasm:
+  // 4e-3 there, against AVX-512's 7e-5), so it is held to 2e-2: a wrong column still fails.
   const lam = c.opts.lambda ?? 1;
   const mu = c.opts.targetPrior as number[] | undefined;
-  const pinned = (g: ArrayLike<number>) => Array.from(g).filter((_, j) => !mu || mu[j] >= (c.opts.tol ?? 0));
-  expect(centredDiff(pinned(got.g), pinned(ref.g)) / lam).toBeLessThanOrEqual(2e-3);
+  const loose = (j: number) => mu !== undefined && mu[j] < (c.opts.tol ?? 0);
+  const pick = (g: ArrayLike<number>, want: boolean) => Array.from(g).filter((_, j) => loose(j) === want);
+  const gauge = Array.from(got.g).reduce((s, v, j) => s + (loose(j) ? 0 : v - ref.g[j]), 0) / Math.max(1, pick(got.g, false).length);
+  expect(centredDiff(pick(got.g, false), pick(ref.g, false)) / lam).toBeLessThanOrEqual(2e-3);
+  const tiny = pick(got.g, true).map((v, q) => Math.abs(v - pick(ref.g, true)[q] - gauge) / lam);
+  for (const d of tiny) expect(d).toBeLessThanOrEqual(2e-2);
   if (c.opts.trace) expect(got.trace!.length).toBe(ref.trace!.length);
 }
 
