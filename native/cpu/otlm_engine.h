@@ -4,6 +4,7 @@
 #include <functional>
 #include <vector>
 
+#include "line_vector.h"
 #include "otlm/otlm.h"
 
 namespace otlm::cpu {
@@ -27,7 +28,7 @@ struct OtlmWorkspace {
   std::vector<float> pf;       // b×k when b·k <= kReusePlanMax: P^f_t kept for the next backward pass
   std::vector<double> f_hist;  // T×b: f_t for t = 1..S
   std::vector<double> g_hist;  // T×k: g_t for t = 0..S-1 (g_0 = 0)
-  std::vector<double> colacc;  // per-task column accumulators (k padded to cache lines), merged in task order
+  LineVector<double> colacc;  // per-task column accumulators (k padded to cache lines), merged in task order
   std::vector<double> colsum;  // k
   std::vector<double> fbar, gbar;  // adjoints
   std::vector<float> grad;     // k×k

@@ -61,7 +61,7 @@ int64_t task_count(int64_t b) { return (b + kRowsPerTask - 1) / kRowsPerTask; }
 int64_t acc_stride(int64_t k) { return (k + 15) / 16 * 16; }
 
 // Sums the per-task column accumulators in task order.
-void merge_columns(const std::vector<double>& colacc, int64_t tasks, int64_t k, double* out) {
+void merge_columns(const LineVector<double>& colacc, int64_t tasks, int64_t k, double* out) {
   for (int64_t j = 0; j < k; ++j) out[j] = 0;
   for (int64_t t = 0; t < tasks; ++t) {
     const double* a = colacc.data() + t * acc_stride(k);

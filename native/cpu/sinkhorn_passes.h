@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "otlm/driver.h"
+#include "line_vector.h"
 #include "simd_exp.h"
 
 namespace otlm::cpu {
@@ -64,8 +65,9 @@ class CpuSinkhornPasses final : public driver::Passes {
   bool scanned_ = false;       // the first pass checked x and took the row LSE
   bool small_k_ = false;       // plain passes by sinkhorn_small_k.h (AVX-512, k <= 16; OTLM_SMALL_K=0: off)
   int64_t fallbacks_ = 0;
-  std::vector<double> f_, g_, h_, resid_, lse_, logc_, part_, colsum_, errpart_, W_;
-  std::vector<float> ebuf_;
+  std::vector<double> f_, g_, h_, resid_, lse_, logc_, colsum_, errpart_;
+  LineVector<double> part_, W_;  // per chunk, line-aligned (line_vector.h)
+  LineVector<float> ebuf_;
   std::vector<Chunk> chunks_;
 };
 
