@@ -10,6 +10,126 @@
 #include <immintrin.h>
 #endif
 
+#if defined(__EMSCRIPTEN__) && defined(OTLM_WASM_THREADS)
+namespace otlm::cpu {
+
+// The threaded WebAssembly engine (lib/wasm/otlm-mt.wasm, scripts/build-wasm.sh): no pthreads. The
+// host runs instances of the same module on one shared memory, one per Web/Node worker, each
+// parked in otlm_wasm_pool_loop() below; the calling instance publishes a job in this shared
+// state and takes part in it. C++ globals live in the shared memory, so every instance sees the
+// same pool; thread_local is real (per instance) TLS. docs/architecture.md, "WebAssembly engine".
+namespace {
+
+constexpr int kClosed = 1 << 30;  // g_joined once the caller closed a job
+constexpr int kSpin = 1 << 16;    // atomic loads a parked worker spins before it sleeps
+
+std::atomic<int> g_threads{1};                 // default thread count, set by the host
+std::atomic<int> g_workers{0};                 // workers inside the loop
+std::atomic<int> g_quit{0};                    // the host asked the workers to leave
+std::atomic<uint32_t> g_gen{0};                // bumped for every job (and for quit)
+std::atomic<int> g_busy{0};                    // one job at a time
+std::atomic<int> g_wanted{0};                  // workers the current job may take
+std::atomic<int> g_joined{kClosed};            // workers that joined it, kClosed once closed
+std::atomic<int> g_done{0};                    // joined workers that finished
+std::atomic<int64_t> g_next{0};
+std::atomic<int> g_worker_tasks{0};  // tasks the workers ran, in all (the host's check that they work)
+int64_t g_count = 0;
+const std::function<void(int64_t)>* g_fn = nullptr;
+thread_local bool tl_in_task = false;  // nested parallel_for runs inline
+
+void run_tasks(int64_t count, const std::function<void(int64_t)>& fn) {
+  for (int64_t i; (i = g_next.fetch_add(1, std::memory_order_relaxed)) < count;) fn(i);
+}
+
+int* addr(std::atomic<int>& a) { return reinterpret_cast<int*>(&a); }
+int* addr(std::atomic<uint32_t>& a) { return reinterpret_cast<int*>(&a); }
+
+}  // namespace
+
+int default_threads() { return g_threads.load(std::memory_order_relaxed); }
+
+void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>& fn) {
+  if (count <= 0) return;
+  int t = threads > 0 ? threads : default_threads();
+  if (t > count) t = int(count);
+  const int workers = g_workers.load(std::memory_order_acquire);
+  if (t > workers + 1) t = workers + 1;
+  int idle = 0;
+  if (t <= 1 || tl_in_task || !g_busy.compare_exchange_strong(idle, 1, std::memory_order_acquire)) {
+    for (int64_t i = 0; i < count; ++i) fn(i);
+    return;
+  }
+  g_fn = &fn;
+  g_count = count;
+  g_next.store(0, std::memory_order_relaxed);
+  g_done.store(0, std::memory_order_relaxed);
+  g_wanted.store(t - 1, std::memory_order_relaxed);
+  g_joined.store(0, std::memory_order_release);
+  g_gen.fetch_add(1, std::memory_order_release);
+  __builtin_wasm_memory_atomic_notify(addr(g_gen), unsigned(t - 1));
+  tl_in_task = true;
+  run_tasks(count, fn);
+  tl_in_task = false;
+  // Close the job (no worker joins after this), then wait for those that joined. The caller
+  // spins: a browser's main thread may not block.
+  const int joined = g_joined.exchange(kClosed, std::memory_order_acq_rel);
+  while (g_done.load(std::memory_order_acquire) != joined) {
+  }
+  g_fn = nullptr;
+  g_busy.store(0, std::memory_order_release);
+}
+
+}  // namespace otlm::cpu
+
+// The host's side (exported by native/wasm/threads.cpp).
+extern "C" void otlm_wasm_pool_set_threads(int n) { otlm::cpu::g_threads.store(n > 0 ? n : 1); }
+extern "C" int* otlm_wasm_pool_workers() { return otlm::cpu::addr(otlm::cpu::g_workers); }
+extern "C" int otlm_wasm_pool_worker_tasks() { return otlm::cpu::g_worker_tasks.load(); }
+
+// A worker instance's whole life: joins jobs until otlm_wasm_pool_quit().
+extern "C" void otlm_wasm_pool_loop() {
+  using namespace otlm::cpu;
+  g_workers.fetch_add(1, std::memory_order_acq_rel);
+  __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
+  uint32_t seen = g_gen.load(std::memory_order_acquire);
+  for (;;) {
+    for (int s = 0; s < kSpin && g_gen.load(std::memory_order_acquire) == seen; ++s) {
+    }
+    if (g_gen.load(std::memory_order_acquire) == seen)
+      __builtin_wasm_memory_atomic_wait32(addr(g_gen), int(seen), -1);
+    const uint32_t now = g_gen.load(std::memory_order_acquire);
+    if (now == seen) continue;
+    seen = now;
+    if (g_quit.load(std::memory_order_acquire)) break;
+    int s = g_joined.load(std::memory_order_acquire);
+    bool in = false;
+    while (s < g_wanted.load(std::memory_order_acquire))
+      if (g_joined.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
+        in = true;
+        break;
+      }
+    if (!in) continue;
+    tl_in_task = true;
+    const int64_t count = g_count;
+    const std::function<void(int64_t)>& fn = *g_fn;
+    int ran = 0;
+    for (int64_t i; (i = g_next.fetch_add(1, std::memory_order_relaxed)) < count; ++ran) fn(i);
+    tl_in_task = false;
+    g_worker_tasks.fetch_add(ran, std::memory_order_relaxed);
+    g_done.fetch_add(1, std::memory_order_acq_rel);
+  }
+  g_workers.fetch_sub(1, std::memory_order_acq_rel);
+  __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
+}
+
+extern "C" void otlm_wasm_pool_quit() {
+  using namespace otlm::cpu;
+  g_quit.store(1, std::memory_order_release);
+  g_gen.fetch_add(1, std::memory_order_release);
+  __builtin_wasm_memory_atomic_notify(addr(g_gen), ~0u);
+}
+
+#else
 namespace otlm::cpu {
 
 // A WebAssembly build without threads (scripts/build-wasm.sh) runs every job on the caller.
@@ -163,3 +283,4 @@ void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>
 }
 
 }  // namespace otlm::cpu
+#endif  // OTLM_WASM_THREADS

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type { NativeCpuInfo, NativeCudaDevice, NativeCudaInfo } from '../native/binding.js';
 import { packageVersion } from '../native/package-root.js';
 import { loadNative, nativeLoadedFrom } from '../native/loader.js';
-import { loadWasm, wasmPath } from '../native/wasm-node.js';
+import { loadWasm, wasmPath, wasmThreadsPath, wasmVariant } from '../native/wasm-node.js';
 
 /** One CUDA device: name, memory, compute capability, SM count, TF32. */
 export type CudaDeviceInfo = NativeCudaDevice;
@@ -40,17 +40,23 @@ export interface TfjsStatus {
   reason?: string;
 }
 
-/** The WebAssembly engine (backend 'wasm'): the CPU engine compiled to WebAssembly, single-threaded. */
+/** The WebAssembly engine (backend 'wasm'): the CPU engine compiled to WebAssembly, threaded where the host allows it. */
 export interface WasmStatus {
   /** lib/wasm/otlm.wasm loaded and answered. */
   available: boolean;
-  /** The .wasm file. */
+  /** The .wasm file (otlm-mt.wasm when the threaded build runs). */
   path: string;
   /** 'wasm-simd128' (WebAssembly SIMD), when available. */
   simd?: string;
   /** GEMM of the engine ('builtin-baseline': the packed builtin, compiled for WebAssembly SIMD). */
   gemm?: string;
   compiler?: string;
+  /** Which build runs: 'threads' (lib/wasm/otlm-mt.wasm, a pool of worker threads) or 'single' (lib/wasm/otlm.wasm). */
+  variant?: 'threads' | 'single';
+  /** Threads a call uses by default (OTLM_THREADS, else the cores; 1 for 'single'). */
+  threads?: number;
+  /** Why the single-threaded build runs (or why fewer threads than asked), when it does. */
+  variantReason?: string;
   /** Why it is not available. */
   reason?: string;
 }
@@ -160,7 +166,15 @@ function wasmStatus(): WasmStatus {
   const path = wasmPath();
   try {
     const cpu = loadWasm().info().cpu;
-    return { available: true, path, simd: cpu.simd, gemm: cpu.gemm, compiler: cpu.compiler };
+    const v = wasmVariant();
+    return {
+      available: true,
+      path: v?.variant === 'threads' ? wasmThreadsPath() : path,
+      simd: cpu.simd,
+      gemm: cpu.gemm,
+      compiler: cpu.compiler,
+      ...(v ? { variant: v.variant, threads: v.threads, ...(v.reason ? { variantReason: v.reason } : {}) } : {}),
+    };
   } catch (e) {
     return { available: false, path, reason: (e as Error).message };
   }

@@ -1,36 +1,137 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread, Worker, workerData } from 'node:worker_threads';
 
 import type { NativeBinding, NativeSinkhornArgs } from './binding.js';
 import { packageRoot } from './package-root.js';
-import { instantiateWasmSync, wasmBindingFromInstance } from './wasm.js';
+import {
+  instantiateWasmSync,
+  isThreadedModule,
+  poolWorkerMain,
+  threadedWasm,
+  type PoolSpawner,
+  type WasmBinding,
+  type WasmVariantInfo,
+  wasmBindingFromInstance,
+} from './wasm.js';
 
 let binding: NativeBinding | undefined;
+let local: WasmBinding | undefined;
 let loadError: Error | undefined;
 let compiled: WebAssembly.Module | undefined;
+let compiledThreads = 1;
 
 /** lib/wasm/otlm.wasm in the package (scripts/build-wasm.sh; shipped in the tarball). */
 export function wasmPath(): string {
   return join(packageRoot(), 'lib', 'wasm', 'otlm.wasm');
 }
 
-/** The WebAssembly engine under Node, loaded once (synchronously: the module is small). */
+/** lib/wasm/otlm-mt.wasm: the threaded build (shared memory, a pool of worker instances). */
+export function wasmThreadsPath(): string {
+  return join(packageRoot(), 'lib', 'wasm', 'otlm-mt.wasm');
+}
+
+/** Threads the engine uses by default: OTLM_THREADS, else the cores (as the native engine). */
+export function wasmDefaultThreads(): number {
+  const env = Number.parseInt(process.env.OTLM_THREADS ?? '', 10);
+  if (env > 0) return env;
+  return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length || 1;
+}
+
+/** Pool workers under Node: eval'd worker threads, unref'd (they never keep the process alive). */
+const nodeSpawner: PoolSpawner = (data, onError) => {
+  const w = new Worker(`const { workerData } = require('node:worker_threads');\n(${poolWorkerMain.toString()})(workerData);`, {
+    eval: true,
+    workerData: data,
+    // Not the parent's flags: `node --input-type=module -e …` would make this script ESM.
+    execArgv: [],
+    name: 'otlm-wasm-pool',
+  });
+  w.on('error', onError);
+  w.unref();
+  return { terminate: () => void w.terminate() };
+};
+
+const modules = new Map<string, WebAssembly.Module>();
+function compile(path: string): WebAssembly.Module {
+  let m = modules.get(path);
+  if (!m) {
+    if (!existsSync(path)) throw new Error(`${path} not found (build it with \`npm run build:wasm\`, which needs Emscripten)`);
+    m = new WebAssembly.Module(readFileSync(path));
+    modules.set(path, m);
+  }
+  return m;
+}
+
+/** An engine on `module`: threaded (its pool started, the first call waiting up to 5 s for it) when it is otlm-mt.wasm and `threads` > 1. */
+function engineOn(module: WebAssembly.Module, threads: number, reason?: string): WasmBinding {
+  if (!isThreadedModule(module)) return wasmBindingFromInstance(instantiateWasmSync(module), reason);
+  let waited = false;
+  const t = threadedWasm(module, threads, nodeSpawner, () => {
+    if (waited) return;
+    waited = true;
+    t.waitReady(5000);
+  });
+  return t.binding;
+}
+
+/**
+ * A WebAssembly engine of the given build, not shared with loadWasm()'s (tests, benchmarks):
+ * 'threads' runs otlm-mt.wasm with `threads` threads in all (default wasmDefaultThreads()).
+ * Only its *Sync calls leave the calling thread's instance when threaded; close() stops its pool.
+ */
+export function createWasmEngine(variant: 'threads' | 'single', threads = wasmDefaultThreads()): WasmBinding {
+  return variant === 'threads' ? engineOn(compile(wasmThreadsPath()), Math.max(1, threads)) : engineOn(compile(wasmPath()), 1);
+}
+
+/** Which build loadWasm() runs and on how many threads; undefined when it has not loaded. */
+export function wasmVariant(): WasmVariantInfo | undefined {
+  return local?.variant();
+}
+
+/**
+ * The WebAssembly engine under Node, loaded once (synchronously: the module is small). The
+ * threaded build runs where it was built and more than one thread is wanted (OTLM_THREADS, else
+ * the cores); the single-threaded one otherwise, or when the threaded one cannot start.
+ */
 export function loadWasm(): NativeBinding {
   if (binding) return binding;
   if (loadError) throw loadError;
-  const path = wasmPath();
   try {
-    if (!existsSync(path)) throw new Error(`${path} not found (build it with \`npm run build:wasm\`, which needs Emscripten)`);
     if (typeof WebAssembly !== 'object') throw new Error('this JavaScript runtime has no WebAssembly');
     // The engine's own worker thread gets the main thread's compiled module (V8 shares its code,
-    // and the optimised tier once the main thread has run it) and runs every call in place.
-    const given = (workerData as { otlmWasmModule?: unknown } | null)?.otlmWasmModule;
-    const engineThread = !isMainThread && given instanceof WebAssembly.Module;
-    const module = engineThread ? (given as WebAssembly.Module) : new WebAssembly.Module(readFileSync(path));
-    compiled = module;
-    const local = wasmBindingFromInstance(instantiateWasmSync(module));
-    binding = engineThread ? local : offThread(local);
+    // and the optimised tier once the main thread has run it) and runs every call in place, with
+    // a pool of its own when the module is the threaded build.
+    const given = (workerData as { otlmWasmModule?: unknown; otlmWasmThreads?: number } | null) ?? {};
+    const engineThread = !isMainThread && given.otlmWasmModule instanceof WebAssembly.Module;
+    if (engineThread) {
+      compiled = given.otlmWasmModule as WebAssembly.Module;
+      compiledThreads = given.otlmWasmThreads ?? 1;
+      local = engineOn(compiled, compiledThreads);
+      binding = local;
+      return binding;
+    }
+    const threads = wasmDefaultThreads();
+    let why: string | undefined;
+    if (threads <= 1) why = 'one thread wanted (OTLM_THREADS or a single core)';
+    else if (!existsSync(wasmThreadsPath())) why = `${wasmThreadsPath()} not found`;
+    else if (typeof SharedArrayBuffer !== 'function') why = 'no SharedArrayBuffer in this runtime';
+    else {
+      try {
+        compiled = compile(wasmThreadsPath());
+        compiledThreads = threads;
+        local = engineOn(compiled, threads);
+      } catch (e) {
+        why = `the threaded build did not start: ${(e as Error).message}`;
+      }
+    }
+    if (!local) {
+      compiled = compile(wasmPath());
+      compiledThreads = 1;
+      local = engineOn(compiled, 1, why);
+    }
+    binding = offThread(local);
     return binding;
   } catch (e) {
     loadError = Object.assign(new Error(`otlm: the WebAssembly engine did not load: ${(e as Error).message}`, { cause: e }), {
@@ -49,6 +150,8 @@ export function loadWasm(): NativeBinding {
 // if the caller detached it meanwhile. A raised cancel flag (polled every 5 ms) terminates the
 // worker, which is the only way to stop a running module, and rejects with OTLM_EABORTED; the next
 // call starts a new one. The trainer's steps stay on the calling thread (its state lives there).
+// With the threaded build the worker's engine has its own shared memory and pool of workers (its
+// own threads: a terminated engine thread takes them with it).
 
 interface Pending {
   resolve(v: unknown): void;
@@ -67,7 +170,9 @@ function workerError(e: { name?: string; message: string; code?: string }): Erro
 }
 
 function startThread(): EngineThread {
-  const worker = new Worker(join(packageRoot(), 'lib', 'native', 'wasm-thread.js'), { workerData: { otlmWasmModule: compiled } });
+  const worker = new Worker(join(packageRoot(), 'lib', 'native', 'wasm-thread.js'), {
+    workerData: { otlmWasmModule: compiled, otlmWasmThreads: compiledThreads },
+  });
   const t: EngineThread = { worker, pending: new Map() };
   const failAll = (e: Error) => {
     if (current === t) current = undefined;

@@ -6,9 +6,11 @@
  *
  * Memory: every input is copied into the module's memory at the call and every output copied
  * out before the call returns, so no JavaScript array is ever read or written later (the
- * addon's async memory contract holds trivially). The module is single-threaded; here the async
- * twins run on the calling thread and settle on a later turn (the browser entry's case), and
- * under Node wasm-node.ts moves them to a worker thread (docs/architecture.md, "WebAssembly engine").
+ * addon's async memory contract holds trivially). Two builds: otlm.wasm runs on one thread;
+ * otlm-mt.wasm runs on a shared memory with a pool of worker instances of the same module
+ * (threadedWasm below; the host supplies the workers). Here the async twins run on the calling
+ * thread and settle on a later turn (the browser entry's case); under Node wasm-node.ts moves them
+ * to a worker thread (docs/architecture.md, "WebAssembly engine").
  */
 import type {
   NativeBinding,
@@ -30,8 +32,10 @@ import type {
 const WASM_ABI = 2;
 
 interface Exports {
-  memory: WebAssembly.Memory;
+  /** Exported by otlm.wasm; otlm-mt.wasm imports its (shared) memory instead. */
+  memory?: WebAssembly.Memory;
   _initialize(): void;
+  stackRestore(sp: number): void;
   malloc(n: number): number;
   free(p: number): void;
   otlm_wasm_abi(): number;
@@ -45,6 +49,34 @@ interface Exports {
   otlm_wasm_trainer_destroy(t: number): void;
   otlm_wasm_gemm(...a: number[]): number;
   otlm_wasm_darp(...a: number[]): number;
+  // otlm-mt.wasm only (native/wasm/threads.cpp)
+  otlm_wasm_tls_size?(): number;
+  otlm_wasm_tls_align?(): number;
+  otlm_wasm_worker_run?(tls: number): void;
+  otlm_wasm_set_threads?(n: number): void;
+  otlm_wasm_workers?(): number;
+  otlm_wasm_quit?(): void;
+  otlm_wasm_worker_tasks?(): number;
+}
+
+/** Which build runs and on how many threads (info().wasm). */
+export interface WasmVariantInfo {
+  /** 'threads': otlm-mt.wasm with a pool of workers; 'single': otlm.wasm. */
+  variant: 'threads' | 'single';
+  /** Threads a call uses by default (the caller's included); a call's `threads` option can lower it. */
+  threads: number;
+  /** Why the single-threaded build runs, where threads were not possible or not wanted. */
+  reason?: string;
+  /** Threaded build: workers inside the pool now, and the tasks they have run so far. */
+  workers?: number;
+  workerTasks?: number;
+}
+
+/** A NativeBinding over the WebAssembly engine, with what runs and a way to stop its workers. */
+export interface WasmBinding extends NativeBinding {
+  variant(): WasmVariantInfo;
+  /** Stops the pool's workers (threaded build); later calls run on the calling thread alone. */
+  close(): void;
 }
 
 const STATUS = ['OTLM_OK', 'OTLM_EINVAL', 'OTLM_ENOMEM', 'OTLM_EDEVICE', 'OTLM_ENOTSUP', 'OTLM_EINTERNAL', 'OTLM_EABORTED', 'OTLM_ENONFINITE'];
@@ -56,10 +88,10 @@ function engineError(status: number, message: string): Error {
 }
 
 /** Imports of the standalone module: the few WASI calls libc makes, with no environment and no files. */
-function imports(mem: () => WebAssembly.Memory): WebAssembly.Imports {
+function imports(mem: () => WebAssembly.Memory, shared?: WebAssembly.Memory): WebAssembly.Imports {
   const now = typeof performance !== 'undefined' ? () => performance.now() : () => Date.now();
   return {
-    env: { emscripten_notify_memory_growth: () => {} },
+    env: shared ? { memory: shared, emscripten_notify_memory_growth: () => {} } : { emscripten_notify_memory_growth: () => {} },
     wasi_snapshot_preview1: {
       clock_time_get: (_id: number, _precision: bigint, out: number) => {
         new DataView(mem().buffer).setBigUint64(out, BigInt(Math.round(now() * 1e6)), true);
@@ -88,12 +120,183 @@ function need(name: string, v: ArrayLike<number> | undefined, len: number, optio
 type Typed = Float32Array | Float64Array | Int32Array;
 type TypedCtor<T extends Typed> = { new (b: ArrayBufferLike, off: number, len: number): T; BYTES_PER_ELEMENT: number };
 
-/** Builds the binding from a compiled module (synchronous instantiation: Node, or a browser worker / small module). */
-export function wasmBindingFromInstance(instance: WebAssembly.Instance): NativeBinding {
+/** Builds the binding from an instance of otlm.wasm (the single-threaded build). */
+export function wasmBindingFromInstance(instance: WebAssembly.Instance, reason?: string): WasmBinding {
   const ex = instance.exports as unknown as Exports;
   ex._initialize();
+  checkAbi(ex);
+  return new WasmEngine(ex, ex.memory!, () => ({ variant: 'single', threads: 1, ...(reason ? { reason } : {}) })).binding();
+}
+
+function checkAbi(ex: Exports): void {
   if (ex.otlm_wasm_abi() !== WASM_ABI) throw new Error(`otlm wasm: module ABI ${ex.otlm_wasm_abi()} does not match ${WASM_ABI} (stale build)`);
-  return new WasmEngine(ex).binding();
+}
+
+// ------------------------------------------------------------------ the threaded build
+// otlm-mt.wasm (native/wasm/threads.cpp, thread_pool.cpp's OTLM_WASM_THREADS part) imports a shared
+// memory. The calling thread's instance initialises it (data, constructors) and allocates, for
+// each worker, a stack and a TLS block; each worker instantiates the same module on the same
+// memory (its start function sees the data already in place), points its stack pointer at its
+// stack and enters otlm_wasm_worker_run, which waits (memory.atomic.wait32) for the jobs that the
+// caller's parallel_for publishes. docs/architecture.md, "WebAssembly engine".
+
+/** What a pool worker gets (structured-cloneable: a module, a shared memory, numbers). */
+export interface PoolWorkerData {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  stackTop: number;
+  tls: number;
+  /** [0] becomes 1 when the worker fails before it joins the pool (so a blocked caller stops waiting). */
+  failed: Int32Array;
+}
+
+/** Starts one pool worker running poolWorkerMain(data); `terminate` ends it by force. */
+export type PoolSpawner = (data: PoolWorkerData, onError: (e: Error) => void) => { terminate(): void };
+
+/**
+ * The body of a pool worker, self-contained so that hosts can run its source text
+ * (`(${poolWorkerMain})(data)`): Node's eval workers and a browser's Blob-URL worker. Returns when
+ * the pool is closed.
+ */
+export function poolWorkerMain(d: PoolWorkerData): void {
+  const mem = d.memory;
+  const now = typeof performance !== 'undefined' ? () => performance.now() : () => Date.now();
+  let inst: WebAssembly.Instance;
+  try {
+    inst = new WebAssembly.Instance(d.module, {
+      env: { memory: mem, emscripten_notify_memory_growth: () => {} },
+      wasi_snapshot_preview1: {
+        clock_time_get: (_id: number, _precision: bigint, out: number) => {
+          new DataView(mem.buffer).setBigUint64(out, BigInt(Math.round(now() * 1e6)), true);
+          return 0;
+        },
+        environ_sizes_get: (count: number, size: number) => {
+          const v = new DataView(mem.buffer);
+          v.setUint32(count, 0, true);
+          v.setUint32(size, 0, true);
+          return 0;
+        },
+        environ_get: () => 0,
+        proc_exit: (code: number) => {
+          throw new Error(`otlm wasm: a pool worker exited (${code})`);
+        },
+      },
+    });
+  } catch (e) {
+    Atomics.store(d.failed, 0, 1);
+    throw e;
+  }
+  const ex = inst.exports as unknown as { stackRestore(sp: number): void; otlm_wasm_worker_run(tls: number): void };
+  ex.stackRestore(d.stackTop);
+  ex.otlm_wasm_worker_run(d.tls);
+}
+
+/** Each worker's stack (the caller's is the module's own 1 MiB). */
+const WORKER_STACK = 1 << 20;
+
+/** A shared memory for otlm-mt.wasm (it declares 16 MiB initial, 4 GiB maximum); smaller maxima where 4 GiB cannot be reserved. */
+function sharedMemory(): WebAssembly.Memory {
+  let err: unknown;
+  for (const maximum of [65536, 32768, 16384]) {
+    try {
+      return new (WebAssembly.Memory as unknown as new (d: { initial: number; maximum: number; shared: boolean }) => WebAssembly.Memory)({
+        initial: 256,
+        maximum,
+        shared: true,
+      });
+    } catch (e) {
+      err = e;
+    }
+  }
+  throw err;
+}
+
+export interface ThreadedWasm {
+  binding: WasmBinding;
+  /** Workers inside the pool loop now. */
+  ready(): number;
+  /** Workers started. */
+  workers: number;
+  /** Blocks (Atomics.wait; not on a browser's main thread) until every worker is in, or `ms` pass. */
+  waitReady(ms: number): void;
+  /** Resolves when every worker is in, or after `ms`. */
+  readyAsync(ms: number): Promise<void>;
+}
+
+/**
+ * The threaded engine: an instance of otlm-mt.wasm on a new shared memory for the calling thread,
+ * and `threads - 1` workers started by `spawn`. `beforeCall` runs before each engine call (Node
+ * uses it to let the first call wait for the workers).
+ */
+export function threadedWasm(module: WebAssembly.Module, threads: number, spawn: PoolSpawner, beforeCall?: () => void): ThreadedWasm {
+  const memory = sharedMemory();
+  const inst = new WebAssembly.Instance(module, imports(() => memory, memory));
+  const ex = inst.exports as unknown as Exports;
+  if (!ex.otlm_wasm_worker_run || !ex.otlm_wasm_workers || !ex.otlm_wasm_set_threads || !ex.otlm_wasm_quit)
+    throw new Error('otlm wasm: the threaded module lacks its pool exports (stale build)');
+  ex._initialize();
+  checkAbi(ex);
+  const workersAt = ex.otlm_wasm_workers() >> 2;
+  const ready = () => Atomics.load(new Int32Array(memory.buffer), workersAt);
+  const want = Math.max(1, Math.floor(threads));
+  const handles: Array<{ terminate(): void }> = [];
+  const tlsSize = ex.otlm_wasm_tls_size!(), tlsAlign = Math.max(16, ex.otlm_wasm_tls_align!());
+  let failed: string | undefined;
+  const failedFlag = new Int32Array(new SharedArrayBuffer(4));
+  const anyFailed = () => failed !== undefined || Atomics.load(failedFlag, 0) !== 0;
+  for (let i = 1; i < want; i++) {
+    const stack = ex.malloc(WORKER_STACK);
+    const tlsRaw = ex.malloc(tlsSize + tlsAlign);
+    if (!stack || !tlsRaw) throw new Error('otlm wasm: cannot allocate the pool workers\' stacks');
+    const tls = Math.ceil(tlsRaw / tlsAlign) * tlsAlign;
+    new Uint8Array(memory.buffer, tls, tlsSize).fill(0);
+    handles.push(spawn({ module, memory, stackTop: (stack + WORKER_STACK) & ~15, tls, failed: failedFlag }, (e) => {
+      failed ??= e.message;
+    }));
+  }
+  ex.otlm_wasm_set_threads(want);
+  let closed = false;
+  const engine = new WasmEngine(ex, memory, () =>
+    closed
+      ? { variant: 'threads', threads: 1, reason: 'the pool was closed' }
+      : {
+          variant: 'threads',
+          threads: want,
+          workers: ready(),
+          workerTasks: ex.otlm_wasm_worker_tasks!(),
+          ...(anyFailed() ? { reason: `a pool worker failed${failed ? `: ${failed}` : ''}; the others run` } : {}),
+        },
+    beforeCall);
+  const binding = engine.binding();
+  binding.close = () => {
+    if (closed) return;
+    closed = true;
+    ex.otlm_wasm_set_threads!(1);
+    ex.otlm_wasm_quit!(); // workers leave their loop and end
+  };
+  return {
+    binding,
+    ready,
+    workers: want - 1,
+    waitReady(ms: number) {
+      const deadline = Date.now() + ms;
+      const view = new Int32Array(memory.buffer);
+      for (let n; (n = Atomics.load(view, workersAt)) < want - 1 && !anyFailed(); ) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        Atomics.wait(view, workersAt, n, Math.min(left, 50));
+      }
+    },
+    async readyAsync(ms: number) {
+      const deadline = Date.now() + ms;
+      while (ready() < want - 1 && !anyFailed() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    },
+  };
+}
+
+/** Whether a compiled module is the threaded build (it imports its memory). */
+export function isThreadedModule(module: WebAssembly.Module): boolean {
+  return WebAssembly.Module.imports(module).some((i) => i.kind === 'memory');
 }
 
 export async function instantiateWasm(module: WebAssembly.Module): Promise<WebAssembly.Instance> {
@@ -115,7 +318,12 @@ const MAX_CALL_BYTES = 3.5 * 2 ** 30;
 
 class WasmEngine {
   private readonly errSize: number;
-  constructor(private readonly ex: Exports) {
+  constructor(
+    private readonly ex: Exports,
+    private readonly memory: WebAssembly.Memory,
+    private readonly variant: () => WasmVariantInfo,
+    private readonly beforeCall?: () => void,
+  ) {
     this.errSize = ex.otlm_wasm_err_size();
   }
 
@@ -129,7 +337,8 @@ class WasmEngine {
       ptrs.push(p);
       return p;
     };
-    const view = <T extends Typed>(C: TypedCtor<T>, p: number, len: number): T => new C(ex.memory.buffer, p, len);
+    const memory = this.memory;
+    const view = <T extends Typed>(C: TypedCtor<T>, p: number, len: number): T => new C(memory.buffer, p, len);
     return {
       alloc,
       view,
@@ -148,7 +357,7 @@ class WasmEngine {
       },
       err: alloc(this.errSize),
       text(p: number, max: number): string {
-        const b = new Uint8Array(ex.memory.buffer, p, max);
+        const b = new Uint8Array(memory.buffer, p, max);
         const end = b.indexOf(0);
         return new TextDecoder().decode(b.slice(0, end < 0 ? max : end));
       },
@@ -172,7 +381,7 @@ class WasmEngine {
     const f = this.frame();
     try {
       const simd = f.alloc(16), gemm = f.alloc(32), compiler = f.alloc(128);
-      const threads = this.ex.otlm_wasm_info(simd, gemm, compiler);
+      const threads = Math.min(this.ex.otlm_wasm_info(simd, gemm, compiler), this.variant().threads);
       return {
         abi: this.ex.otlm_wasm_abi(),
         napi: 0,
@@ -408,21 +617,25 @@ class WasmEngine {
     }
   }
 
-  binding(): NativeBinding {
+  binding(): WasmBinding {
     const self = this;
+    const pre = this.beforeCall ?? (() => {});
     return {
       info: () => self.info(),
-      sinkhorn: (a) => later(() => self.sinkhorn(a)),
-      sinkhornSync: (a) => self.sinkhorn(a),
-      lossGrad: (a) => later(() => self.lossGrad(a)),
-      lossGradSync: (a) => self.lossGrad(a),
+      variant: () => self.variant(),
+      close: () => {},
+      sinkhorn: (a) => later(() => (pre(), self.sinkhorn(a))),
+      sinkhornSync: (a) => (pre(), self.sinkhorn(a)),
+      lossGrad: (a) => later(() => (pre(), self.lossGrad(a))),
+      lossGradSync: (a) => (pre(), self.lossGrad(a)),
       Trainer: function Trainer(a: NativeTrainerArgs) {
+        pre();
         return self.trainer(a);
       } as unknown as NativeBinding['Trainer'],
-      gemm: (a) => later(() => self.gemm(a)),
-      gemmSync: (a) => self.gemm(a),
-      darp: (a) => later(() => self.darp(a)),
-      darpSync: (a) => self.darp(a),
+      gemm: (a) => later(() => (pre(), self.gemm(a))),
+      gemmSync: (a) => (pre(), self.gemm(a)),
+      darp: (a) => later(() => (pre(), self.darp(a))),
+      darpSync: (a) => (pre(), self.darp(a)),
     };
   }
 }
