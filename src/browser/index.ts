@@ -2,11 +2,11 @@
  * otlm in the browser (`import … from 'otlm/browser'`, or 'otlm' under a bundler's `browser`
  * condition): the same typed API as the Node entry minus the file-system parts (readMatrix,
  * OTLM.save/load, the report, the CLI) and the tfjs path, running on the WebAssembly engine
- * (lib/wasm/otlm.wasm). Call `await init()` once first; until then 'auto' runs the float64
+ * (lib/wasm/otlm.wasm, or lib/wasm/otlm-mt.wasm with a pool of Web Workers on a page that is
+ * cross-origin isolated). Call `await init()` once first; until then 'auto' runs the float64
  * reference path. Built by scripts/build-browser.mjs into lib/otlm.browser.js.
  */
-import type { NativeBinding } from '../native/binding.js';
-import { instantiateWasm, wasmBindingFromInstance } from '../native/wasm.js';
+import { instantiateWasm, poolWorkerMain, threadedWasm, type PoolSpawner, type WasmBinding, wasmBindingFromInstance } from '../native/wasm.js';
 import { setWasm, tryLoadWasm } from './wasm-loader.js';
 
 export * from '../core.js';
@@ -18,7 +18,30 @@ export interface BrowserInfo {
   /** What `backend: 'auto'` runs on: 'wasm' after init(), else 'reference'. */
   active: 'wasm' | 'reference';
   backends: Array<'wasm' | 'reference'>;
-  wasm: { available: boolean; simd?: string; gemm?: string; threads?: number; reason?: string };
+  wasm: {
+    available: boolean;
+    simd?: string;
+    gemm?: string;
+    /** 'threads': otlm-mt.wasm and a pool of Web Workers; 'single': otlm.wasm on the calling thread. */
+    variant?: 'threads' | 'single';
+    /** Threads a call uses by default. */
+    threads?: number;
+    /** Why the single-threaded build runs, when it does. */
+    variantReason?: string;
+    /** Threaded build: pool workers running now, and the tasks they have run so far. */
+    workers?: number;
+    workerTasks?: number;
+    reason?: string;
+  };
+}
+
+export interface InitOptions {
+  /** The single-threaded build (default: wasm/otlm.wasm beside this module). */
+  wasm?: WasmSource;
+  /** The threaded build (default: wasm/otlm-mt.wasm beside this module); false: never use threads. */
+  wasmThreads?: WasmSource | false;
+  /** Threads in all, the calling thread's included (default: navigator.hardwareConcurrency). */
+  threads?: number;
 }
 
 let pending: Promise<BrowserInfo> | undefined;
@@ -34,15 +57,64 @@ async function compile(src: WasmSource): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await res.arrayBuffer());
 }
 
+// Pool workers: one Blob-URL script (the same function the Node workers run), started with the
+// compiled module and the shared memory. They exist only where the page is cross-origin isolated.
+interface WebWorker {
+  postMessage(m: unknown): void;
+  terminate(): void;
+  onerror: ((e: { message?: string }) => void) | null;
+}
+let workerUrl: string | undefined;
+const webSpawner: PoolSpawner = (data, onError) => {
+  const W = (globalThis as unknown as { Worker: new (url: string, o?: { name?: string }) => WebWorker }).Worker;
+  workerUrl ??= URL.createObjectURL(
+    new Blob([`onmessage = (e) => { (${poolWorkerMain.toString()})(e.data); close(); };`], { type: 'text/javascript' }),
+  );
+  const w = new W(workerUrl, { name: 'otlm-wasm-pool' });
+  w.onerror = (e) => onError(new Error(e.message || 'worker error'));
+  w.postMessage(data);
+  return { terminate: () => w.terminate() };
+};
+
+/** The threaded engine, or why not (then the single-threaded build runs). */
+async function threaded(opts: InitOptions, threads: number): Promise<WasmBinding | string> {
+  const g = globalThis as unknown as { crossOriginIsolated?: boolean; Worker?: unknown };
+  if (opts.wasmThreads === false) return 'init({ wasmThreads: false })';
+  if (threads <= 1) return 'one thread wanted';
+  if (g.crossOriginIsolated !== true)
+    return 'the page is not cross-origin isolated (COOP/COEP headers), so there is no shared memory for threads';
+  if (typeof g.Worker !== 'function') return 'no Web Workers here';
+  try {
+    const module = await compile(opts.wasmThreads ?? new URL('./wasm/otlm-mt.wasm', import.meta.url));
+    const t = threadedWasm(module, threads, webSpawner);
+    await t.readyAsync(5000);
+    if (t.ready() === 0) {
+      t.binding.close();
+      return 'no pool worker started';
+    }
+    return t.binding;
+  } catch (e) {
+    return `the threaded build did not start: ${(e as Error).message}`;
+  }
+}
+
 /**
  * Loads the WebAssembly engine (once; later calls return the first call's result). By default
- * the file beside this module (lib/wasm/otlm.wasm; bundlers that understand
- * `new URL(…, import.meta.url)` copy it); pass `wasm` to serve it from elsewhere.
+ * the files beside this module (lib/wasm/; bundlers that understand `new URL(…, import.meta.url)`
+ * copy them): the threaded build where the page is cross-origin isolated (`crossOriginIsolated`,
+ * served with COOP/COEP headers), else, or if it fails to start, the single-threaded one. Pass
+ * `wasm` / `wasmThreads` to serve them from elsewhere.
  */
-export function init(opts: { wasm?: WasmSource } = {}): Promise<BrowserInfo> {
+export function init(opts: InitOptions = {}): Promise<BrowserInfo> {
   pending ??= (async () => {
-    const module = await compile(opts.wasm ?? new URL('./wasm/otlm.wasm', import.meta.url));
-    setWasm(wasmBindingFromInstance(await instantiateWasm(module)));
+    const nav = (globalThis as unknown as { navigator?: { hardwareConcurrency?: number } }).navigator;
+    const threads = Math.max(1, Math.floor(opts.threads ?? (nav?.hardwareConcurrency || 1)));
+    const mt = await threaded(opts, threads);
+    if (typeof mt !== 'string') setWasm(mt);
+    else {
+      const module = await compile(opts.wasm ?? new URL('./wasm/otlm.wasm', import.meta.url));
+      setWasm(wasmBindingFromInstance(await instantiateWasm(module), mt));
+    }
     return info();
   })();
   pending.catch(() => {
@@ -53,8 +125,21 @@ export function init(opts: { wasm?: WasmSource } = {}): Promise<BrowserInfo> {
 
 /** What runs here: the WebAssembly engine once init() has loaded it, else the reference path. */
 export function info(): BrowserInfo {
-  const b: NativeBinding | undefined = tryLoadWasm();
+  const b = tryLoadWasm();
   if (!b) return { active: 'reference', backends: ['reference'], wasm: { available: false, reason: 'init() has not loaded it' } };
   const cpu = b.info().cpu;
-  return { active: 'wasm', backends: ['wasm', 'reference'], wasm: { available: true, simd: cpu.simd, gemm: cpu.gemm, threads: cpu.threads } };
+  const v = b.variant();
+  return {
+    active: 'wasm',
+    backends: ['wasm', 'reference'],
+    wasm: {
+      available: true,
+      simd: cpu.simd,
+      gemm: cpu.gemm,
+      variant: v.variant,
+      threads: v.threads,
+      ...(v.reason ? { variantReason: v.reason } : {}),
+      ...(v.workers !== undefined ? { workers: v.workers, workerTasks: v.workerTasks } : {}),
+    },
+  };
 }
