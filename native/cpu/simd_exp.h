@@ -205,6 +205,17 @@ inline double exp_affine_sum_wasm(const float* x, int64_t n, double alpha, const
   const v128_t va = wasm_f64x2_splat(alpha), vc = wasm_f64x2_splat(c);
   v128_t acc = wasm_f64x2_splat(0.0);  // lane 0: even elements, lane 1: odd (the baseline's s0, s1)
   int64_t j = 0;
+  // Eight elements a step (two independent exps; the sum still in element order), then four.
+  for (; j + 8 <= n; j += 8) {
+    v128_t e0 = affine_exp_wasm(x + j, h ? h + j : nullptr, va, vc);
+    v128_t e1 = affine_exp_wasm(x + j + 4, h ? h + j + 4 : nullptr, va, vc);
+    wasm_v128_store(dst + j, e0);
+    wasm_v128_store(dst + j + 4, e1);
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(e0));
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(e0, e0, 1, 0)));
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(e1));
+    acc = wasm_f64x2_add(acc, wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(e1, e1, 1, 0)));
+  }
   for (; j + 4 <= n; j += 4) {
     v128_t e = affine_exp_wasm(x + j, h ? h + j : nullptr, va, vc);
     wasm_v128_store(dst + j, e);
@@ -223,6 +234,22 @@ inline double max_affine_wasm(const float* x, int64_t n, double alpha, const dou
   const v128_t va = wasm_f64x2_splat(alpha);
   v128_t m = wasm_f64x2_splat(-HUGE_VAL);
   int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {  // eight a step, merged in element order
+    v128_t a0, a1, b0, b1;
+    widen4(x + j, a0, a1);
+    widen4(x + j + 4, b0, b1);
+    a0 = wasm_f64x2_mul(va, a0);
+    a1 = wasm_f64x2_mul(va, a1);
+    b0 = wasm_f64x2_mul(va, b0);
+    b1 = wasm_f64x2_mul(va, b1);
+    if (h) {
+      a0 = wasm_f64x2_add(a0, wasm_v128_load(h + j));
+      a1 = wasm_f64x2_add(a1, wasm_v128_load(h + j + 2));
+      b0 = wasm_f64x2_add(b0, wasm_v128_load(h + j + 4));
+      b1 = wasm_f64x2_add(b1, wasm_v128_load(h + j + 6));
+    }
+    m = wasm_f64x2_pmax(wasm_f64x2_pmax(wasm_f64x2_pmax(wasm_f64x2_pmax(m, a0), a1), b0), b1);
+  }
   for (; j + 4 <= n; j += 4) {
     v128_t lo, hi;
     widen4(x + j, lo, hi);
@@ -245,6 +272,15 @@ inline double max_affine_wasm(const float* x, int64_t n, double alpha, const dou
 inline void axpy_wasm(double* acc, const float* e, double s, int64_t n) {
   const v128_t vs = wasm_f64x2_splat(s);
   int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    v128_t a0, a1, b0, b1;
+    widen4(e + j, a0, a1);
+    widen4(e + j + 4, b0, b1);
+    wasm_v128_store(acc + j, wasm_f64x2_add(wasm_v128_load(acc + j), wasm_f64x2_mul(vs, a0)));
+    wasm_v128_store(acc + j + 2, wasm_f64x2_add(wasm_v128_load(acc + j + 2), wasm_f64x2_mul(vs, a1)));
+    wasm_v128_store(acc + j + 4, wasm_f64x2_add(wasm_v128_load(acc + j + 4), wasm_f64x2_mul(vs, b0)));
+    wasm_v128_store(acc + j + 6, wasm_f64x2_add(wasm_v128_load(acc + j + 6), wasm_f64x2_mul(vs, b1)));
+  }
   for (; j + 4 <= n; j += 4) {
     v128_t lo, hi;
     widen4(e + j, lo, hi);
