@@ -13,7 +13,11 @@ const now = () => performance.now() / 1000;
 
 // The native addon, or the WebAssembly engine behind the same interface (src/native/wasm.ts).
 async function engine(path) {
-  if (path === 'wasm') return (await lib('native/wasm-node.js')).loadWasm();
+  // spec.wasmBuild 'single' | 'threads': that build, called on this thread (bench/run.js's two wasm rows).
+  if (path === 'wasm') {
+    const w = await lib('native/wasm-node.js');
+    return spec.wasmBuild ? w.createWasmEngine(spec.wasmBuild) : w.loadWasm();
+  }
   return (await lib('native/loader.js')).loadNative();
 }
 

@@ -89,7 +89,7 @@ export function infoText(i: OtlmInfo): string {
   if (c.deviceCount !== undefined && c.deviceCount > c.devices.length) kv('', `(${c.deviceCount - c.devices.length} more devices not listed)`);
   if (c.reason) kv('', `not used: ${c.reason}`);
   const w = i.wasm;
-  kv('wasm', w.available ? `SIMD ${w.simd}, GEMM ${w.gemm}, single-threaded (${w.path})` : `not available: ${w.reason}`);
+  kv('wasm', w.available ? `SIMD ${w.simd}, GEMM ${w.gemm}, ${w.variant === 'threads' ? `${w.threads} threads` : `single-threaded${w.variantReason ? ` (${w.variantReason})` : ''}`} (${w.path})` : `not available: ${w.reason}`);
   if (i.active !== 'cuda' && i.active !== 'cpu') kv('', `auto → ${i.active}: ${i.activeReason}`);
   const t = i.tfjs;
   kv('tfjs', t.available ? `@tensorflow/tfjs: yes, wasm backend: ${t.wasm ? 'yes' : 'no'}` : 'not available');
