@@ -159,7 +159,7 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
     const int64_t i0 = rows_begin(c), i1 = rows_end(c);
     const double* r = pb_.row_marginal;
     const small_k::ChunkOut o =
-        small_k::rows<1>(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
+        small_k::rows_by_lane(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
     st.dlse += o.dlse;
     if (o.nonfinite) st.nonfinite = true;
     return;

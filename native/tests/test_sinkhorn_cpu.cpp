@@ -442,9 +442,28 @@ static void test_small_k() {
     const int64_t n = 1500;
     std::vector<float> x = lt_logits(n, k, uint32_t(40 + k));
     std::vector<double> c = prior_lt(k, 15, double(n));
-    for (int variant = 0; variant < 3; ++variant) {
+    // variant 3: uneven row marginals (Σ r = n); variant 4: a cost matrix instead of logits;
+    std::vector<double> r(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) r[size_t(i)] = 0.5 + double((i * 7919) % 997) / 664.0;
+    double rs = 0;
+    for (double v : r) rs += v;
+    for (double& v : r) v *= double(n) / rs;
+    std::vector<float> cost(x.size());
+    for (size_t q = 0; q < x.size(); ++q) cost[q] = 4.0f - x[q];
+    // variant 5: the head class given a prior of 1e-30, so that later passes send the rows that
+    // favour it back to the exact path (their shifted sums fall below 1e-20)
+    std::vector<double> c5 = c;
+    if (k > 1) {
+      const double rest = double(n) - c[0];
+      c5[0] = 1e-30;
+      for (int64_t j = 1; j < k; ++j) c5[size_t(j)] *= (double(n) - 1e-30) / rest;
+    }
+    for (int variant = 0; variant < 6; ++variant) {
       Opts o;
-      o.lambda = variant == 0 ? 1.0 : variant == 1 ? 0.1 : 0.02;
+      o.lambda = variant == 0 ? 1.0 : variant == 1 ? 0.1 : variant == 2 || variant == 5 ? 0.02 : 0.3;
+      if (variant == 3) o.r = &r;
+      if (variant == 4) o.kind = OTLM_INPUT_COST;
+      const std::vector<float>& xv = variant == 4 ? cost : x;
       o.tol = 1e-7; o.maxit = 3000; o.check = 2;
       // ε-scaling and acceleration (Newton up to k = 64, Anderson above): the accelerated steps amplify
       // last-bit differences (the row log is a vector log here, std::log there), so iteration counts
@@ -452,9 +471,10 @@ static void test_small_k() {
       const bool accel = variant == 2;
       if (accel) { o.eps = 0.5; o.omega = 1.5; }
       setenv("OTLM_SMALL_K", "0", 1);
-      Run g = solve(x, n, k, c, o);
+      const std::vector<double>& cv = variant == 5 ? c5 : c;
+      Run g = solve(xv, n, k, cv, o);
       unsetenv("OTLM_SMALL_K");
-      Run s = solve(x, n, k, c, o);
+      Run s = solve(xv, n, k, cv, o);
       CHECK(g.st == OTLM_OK && s.st == OTLM_OK, "k=%lld variant %d: %s / %s", (long long)k, variant, g.msg.c_str(), s.msg.c_str());
       CHECK(s.rep.converged && g.rep.converged &&
                 std::abs(s.rep.iterations - g.rep.iterations) <= (accel ? 5 + g.rep.iterations / 10 : 2),
