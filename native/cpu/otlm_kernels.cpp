@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>  // masked loads and stores for a row's last block (AVX-512 table)
+#endif
 
 #define OTLM_KERNEL_TABLE(ISA_NAME)                                                                  \
   const OtlmKernels table = {ISA_NAME, sum_f,   exp_shift,    last_u, last_update, \
@@ -17,10 +20,12 @@ namespace otlm::cpu {
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma,bmi2,prefer-vector-width=512")
+#define OTLM_KERNEL_MASKED 1  // AVX-512 masked loads and stores (GCC does not define __AVX512F__ here)
 namespace k_avx512 {
 #include "otlm_kernels_body.h"
 OTLM_KERNEL_TABLE("avx512")
 }  // namespace k_avx512
+#undef OTLM_KERNEL_MASKED
 #pragma GCC pop_options
 
 #pragma GCC push_options

@@ -435,6 +435,53 @@ void test_determinism() {
   base.exp_shift(L.data(), gs.data(), 0.7, 3.0, 1003, y1.data());
   best.exp_shift(L.data(), gs.data(), 0.7, 3.0, 1003, y2.data());
   CHECK(y1 == y2, "exp_shift: %s differs from baseline", best.isa);
+  // Every row kernel, at lengths that end in a partial block (masked on AVX-512, lane loops elsewhere)
+  // or fill whole blocks; outputs past n must stay untouched.
+  for (const otlm::cpu::OtlmKernels* kr : {&otlm::cpu::otlm_kernels_for("avx2"), &best}) {
+    for (int64_t n : {1, 7, 10, 16, 17, 100, 1003}) {
+      struct Out {
+        std::vector<float> q, pf, mbar, u, y, ls;
+        std::vector<double> acc;
+        float su = 0, sy = 0, sum = 0;
+        bool operator==(const Out& o) const {
+          return q == o.q && pf == o.pf && mbar == o.mbar && u == o.u && y == o.y && ls == o.ls && acc == o.acc &&
+                 su == o.su && sy == o.sy && sum == o.sum;
+        }
+      };
+      std::vector<float> a(size_t(n) + 16), prev(size_t(n) + 16), mb0(size_t(n) + 16);
+      std::vector<double> gc(size_t(n) + 16), acc0(size_t(n) + 16);
+      for (int64_t j = 0; j < n; ++j) {
+        a[size_t(j)] = nd(rng);
+        prev[size_t(j)] = std::fabs(nd(rng)) * 0.1f;
+        mb0[size_t(j)] = nd(rng);
+        gc[size_t(j)] = 0.1 * nd(rng);
+        acc0[size_t(j)] = nd(rng);
+      }
+      auto run = [&](const otlm::cpu::OtlmKernels& K, bool reuse) {
+        Out o;
+        o.q.assign(size_t(n) + 16, 7.0f);
+        o.pf = reuse ? prev : std::vector<float>(size_t(n) + 16, 7.0f);
+        o.mbar = mb0;
+        o.acc = acc0;
+        K.mid_row(L.data(), gc.data(), gs.data(), -0.3, 2.0, reuse ? o.pf.data() : nullptr, 1.25f, a.data(), n,
+                  o.q.data(), o.pf.data(), o.mbar.data(), o.acc.data());
+        o.y.assign(size_t(n) + 16, 7.0f);
+        o.u.assign(size_t(n) + 16, 7.0f);
+        K.exp_shift(L.data(), gs.data(), -0.3, 2.0, n, o.y.data());
+        K.last_u(o.y.data(), gs.data(), -0.3, n, o.u.data(), &o.su, &o.sy);
+        K.last_update(o.y.data(), o.u.data(), 0.01f, 0.5f, n, o.mbar.data(), o.acc.data());
+        std::vector<float> z(size_t(n) + 16);
+        K.softmax_back(L.data(), n, o.mbar.data(), z.data());
+        o.ls.assign(L.begin(), L.begin() + n + 16);  // all negative: a padded lane must not win the max
+        K.log_softmax_row(o.ls.data(), n, z.data());
+        o.sum = K.sum(o.mbar.data(), n);
+        return o;
+      };
+      for (bool reuse : {false, true})
+        CHECK(run(base, reuse) == run(*kr, reuse), "row kernels: %s differs from baseline at n = %lld (reuse %d)",
+              kr->isa, (long long)n, int(reuse));
+    }
+  }
   // The vectorised exp against libm (float argument, as the kernels round it).
   double worst = 0;
   for (float x = -86.0f; x < 88.0f; x += 0.0137f) {
