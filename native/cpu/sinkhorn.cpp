@@ -54,6 +54,7 @@ namespace {
 
 constexpr double kRowLo = 1e-20, kRowHi = 1e20;  // safe range of a shifted row sum
 constexpr int64_t kColBlock = 256;               // columns per merge task
+constexpr int64_t kSmallKCopyMax = int64_t(256) << 20;  // bytes of transposed blocks a small-k solve may keep
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -118,6 +119,16 @@ CpuSinkhornPasses::CpuSinkhornPasses(const SinkhornProblem& pb, const double* f0
   for (int64_t j = 0; j < k; ++j) logc_[size_t(j)] = std::log(pb.col_marginal[j]);
   const char* env = std::getenv("OTLM_SMALL_K");  // "0": the general pass (tests compare the two)
   small_k_ = K_.level == simd::Level::avx512 && k <= small_k::kSmallKMax && !(env && !std::strcmp(env, "0"));
+  // The small-k pass transposes each 16-row block; x never changes during a solve, so up to
+  // kSmallKCopyMax bytes it keeps the transposed blocks from its first pass and reads them after
+  // (a fifth of its time at k = 10). OTLM_SMALL_K=stream: always transpose (tests compare the two).
+  if (small_k_ && !(env && !std::strcmp(env, "stream"))) {
+    xt_stride_ = ceil_div(rows_per_chunk_, 16) * 16 * k;
+    if (nchunks_ * xt_stride_ * int64_t(sizeof(float)) <= kSmallKCopyMax) {
+      xt_.resize(size_t(nchunks_ * xt_stride_));
+      xt_filled_.assign(size_t(nchunks_), 0);
+    }
+  }
 }
 
 int64_t CpuSinkhornPasses::rows_end(int64_t c) const { return std::min(pb_.n, (c + 1) * rows_per_chunk_); }
@@ -158,8 +169,11 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
     auto exact = [&](int64_t i) { one_row(i, sc, false, st, pc, e, nullptr); };
     const int64_t i0 = rows_begin(c), i1 = rows_end(c);
     const double* r = pb_.row_marginal;
+    float* xt = xt_.empty() ? nullptr : xt_.data() + c * xt_stride_;
+    const bool fill = xt && !xt_filled_[size_t(c)];
+    if (fill) xt_filled_[size_t(c)] = 1;
     const small_k::ChunkOut o =
-        small_k::rows_by_lane(pb_.x, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
+        small_k::rows_by_lane(pb_.x, xt, fill, k, i0, i1, lambda, alpha, h_.data(), r, f_.data(), pc, kRowLo, kRowHi, exact);
     st.dlse += o.dlse;
     if (o.nonfinite) st.nonfinite = true;
     return;

@@ -68,6 +68,9 @@ class CpuSinkhornPasses final : public driver::Passes {
   std::vector<double> f_, g_, h_, resid_, lse_, logc_, colsum_, errpart_;
   LineVector<double> part_, W_;  // per chunk, line-aligned (line_vector.h)
   LineVector<float> ebuf_;
+  LineVector<float> xt_;             // small k: each chunk's 16-row blocks, transposed (sinkhorn_small_k.h)
+  int64_t xt_stride_ = 0;            // floats per chunk in xt_
+  std::vector<char> xt_filled_;      // per chunk: its blocks are in xt_
   std::vector<Chunk> chunks_;
 };
 

@@ -82,10 +82,13 @@ OTLM_T5 const Transpose<K>& transpose_table() {
 // its 16-lane reduction, so s_i and r_i/s_i are bit-identical to the general pass's; the log is
 // log_pd (within 4e-16 of std::log), and the column partials and Σ r (a_old − a_new) are summed
 // per lane, then across lanes at the end of the chunk.
+//
+// xt, when not null, is the chunk's transposed copy (block b, column j: 16 floats at xt + (b·K + j)·16):
+// with `fill` the blocks are transposed from x and stored there, else they are read from it.
 template <int K, typename Exact>
-OTLM_T5 inline ChunkOut rows_by_lane(const float* x, int64_t i0, int64_t i1, double lambda, double alpha,
-                                     const double* h, const double* r, double* f, double* pc, double lo,
-                                     double hi, Exact&& exact) {
+OTLM_T5 inline ChunkOut rows_by_lane(const float* x, float* xt, bool fill, int64_t i0, int64_t i1, double lambda,
+                                     double alpha, const double* h, const double* r, double* f, double* pc,
+                                     double lo, double hi, Exact&& exact) {
   static_assert(K >= 1 && K <= 16, "one row per lane needs k <= 16");
   const __m512d va = _mm512_set1_pd(alpha), vinv = _mm512_set1_pd(1.0 / lambda), vlam = _mm512_set1_pd(lambda);
   const __m512d vlo = _mm512_set1_pd(lo), vhi = _mm512_set1_pd(hi), one = _mm512_set1_pd(1.0);
@@ -101,21 +104,30 @@ OTLM_T5 inline ChunkOut rows_by_lane(const float* x, int64_t i0, int64_t i1, dou
     const __m512d aa = _mm512_mul_pd(_mm512_maskz_loadu_pd(la, f + i), vinv);
     const __m512d ab = _mm512_mul_pd(_mm512_maskz_loadu_pd(lb, f + i + 8), vinv);
     const float* base = x + i * K;
+    float* tb = xt ? xt + (i - i0) * K : nullptr;  // this block in the copy
     _mm_prefetch(reinterpret_cast<const char*>(f + i + 128), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(f + i + 136), _MM_HINT_T0);
+    const bool transpose = !tb || fill;
     __m512 xr[K];  // the block as it lies in memory: 16 rows of K = K vectors
-    for (int v = 0; v < K; ++v) {
-      const int64_t left = m * K - 16 * v;
-      xr[v] = left >= 16 ? _mm512_loadu_ps(base + 16 * v)
-                         : _mm512_maskz_loadu_ps(left > 0 ? __mmask16((1u << left) - 1u) : __mmask16(0), base + 16 * v);
-    }
+    if (transpose)
+      for (int v = 0; v < K; ++v) {
+        const int64_t left = m * K - 16 * v;
+        xr[v] = left >= 16 ? _mm512_loadu_ps(base + 16 * v)
+                           : _mm512_maskz_loadu_ps(left > 0 ? __mmask16((1u << left) - 1u) : __mmask16(0), base + 16 * v);
+      }
     __m512d d[2 * K];  // double(e_ij), rows in lanes: d[2j] rows 0-7, d[2j+1] rows 8-15
     for (int j = 0; j < K; ++j) {
-      // column j: lane l takes element l·K + j, from the pair of vectors that holds it
-      __m512 xv = _mm512_permutex2var_ps(xr[0], tr.idx[j][0], xr[K > 1 ? 1 : 0]);
-      for (int p = 1; p < (K + 1) / 2; ++p)
-        xv = _mm512_mask_mov_ps(xv, tr.mask[j][p],
-                                _mm512_permutex2var_ps(xr[2 * p], tr.idx[j][p], xr[2 * p + 1 < K ? 2 * p + 1 : 2 * p]));
+      __m512 xv;
+      if (transpose) {
+        // column j: lane l takes element l·K + j, from the pair of vectors that holds it
+        xv = _mm512_permutex2var_ps(xr[0], tr.idx[j][0], xr[K > 1 ? 1 : 0]);
+        for (int p = 1; p < (K + 1) / 2; ++p)
+          xv = _mm512_mask_mov_ps(xv, tr.mask[j][p],
+                                  _mm512_permutex2var_ps(xr[2 * p], tr.idx[j][p], xr[2 * p + 1 < K ? 2 * p + 1 : 2 * p]));
+        if (tb) _mm512_store_ps(tb + 16 * j, xv);
+      } else {
+        xv = _mm512_load_ps(tb + 16 * j);
+      }
       const __m512d hj = _mm512_set1_pd(h[j]);
       const __m512 e = _mm512_maskz_mov_ps(
           lm, simd::detail::affine_exp_avx512(xv, _mm512_add_pd(hj, aa), _mm512_add_pd(hj, ab), va));
@@ -165,12 +177,12 @@ OTLM_T5 inline ChunkOut rows_by_lane(const float* x, int64_t i0, int64_t i1, dou
 
 // rows_by_lane for a k known only at run time (1 <= k <= 16).
 template <typename Exact>
-OTLM_T5 inline ChunkOut rows_by_lane(const float* x, int64_t k, int64_t i0, int64_t i1, double lambda,
-                                     double alpha, const double* h, const double* r, double* f, double* pc,
-                                     double lo, double hi, Exact&& exact) {
+OTLM_T5 inline ChunkOut rows_by_lane(const float* x, float* xt, bool fill, int64_t k, int64_t i0, int64_t i1,
+                                     double lambda, double alpha, const double* h, const double* r, double* f,
+                                     double* pc, double lo, double hi, Exact&& exact) {
   switch (k) {
 #define OTLM_K(K) \
-  case K: return rows_by_lane<K>(x, i0, i1, lambda, alpha, h, r, f, pc, lo, hi, exact);
+  case K: return rows_by_lane<K>(x, xt, fill, i0, i1, lambda, alpha, h, r, f, pc, lo, hi, exact);
     OTLM_K(1) OTLM_K(2) OTLM_K(3) OTLM_K(4) OTLM_K(5) OTLM_K(6) OTLM_K(7) OTLM_K(8)
     OTLM_K(9) OTLM_K(10) OTLM_K(11) OTLM_K(12) OTLM_K(13) OTLM_K(14) OTLM_K(15) OTLM_K(16)
 #undef OTLM_K

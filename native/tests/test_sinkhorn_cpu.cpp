@@ -473,8 +473,12 @@ static void test_small_k() {
       setenv("OTLM_SMALL_K", "0", 1);
       const std::vector<double>& cv = variant == 5 ? c5 : c;
       Run g = solve(xv, n, k, cv, o);
+      setenv("OTLM_SMALL_K", "stream", 1);  // blocks transposed on every pass instead of kept
+      Run t = solve(xv, n, k, cv, o);
       unsetenv("OTLM_SMALL_K");
       Run s = solve(xv, n, k, cv, o);
+      CHECK(t.plan == s.plan && t.f == s.f && t.g == s.g, "k=%lld variant %d: kept blocks differ from streamed ones",
+            (long long)k, variant);
       CHECK(g.st == OTLM_OK && s.st == OTLM_OK, "k=%lld variant %d: %s / %s", (long long)k, variant, g.msg.c_str(), s.msg.c_str());
       CHECK(s.rep.converged && g.rep.converged &&
                 std::abs(s.rep.iterations - g.rep.iterations) <= (accel ? 5 + g.rep.iterations / 10 : 2),
