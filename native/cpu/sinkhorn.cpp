@@ -84,6 +84,15 @@ int32_t argmax_affine(const float* row, int64_t k, double alpha, const double* h
   return int32_t(best);
 }
 
+// Newton's Laplacian partials of one row: W_jq += Y_ij Y_iq / r_i (j < q), w = r_i / s_i².
+void add_laplacian(double* wc, const float* e, int64_t k, double w) {
+  for (int64_t j = 0; j + 1 < k; ++j) {
+    const double ej = w * double(e[j]);
+    double* wr = wc + j * k;
+    for (int64_t q = j + 1; q < k; ++q) wr[q] += ej * double(e[q]);
+  }
+}
+
 }  // namespace
 
 // Fixed decomposition, so results do not depend on the thread count: at most 128 row chunks of
@@ -179,14 +188,34 @@ void CpuSinkhornPasses::row_chunk(int64_t c, double lambda, bool fast, bool hess
     return;
   }
 #endif
+  RowLogs logs;
+  RowLogs* q = fast && K_.level == simd::Level::avx512 ? &logs : nullptr;
   for (int64_t i = rows_begin(c); i < rows_end(c); ++i)
-    if (!one_row(i, sc, fast, st, pc, e, wc)) return;
+    if (!one_row(i, sc, fast, st, pc, e, wc, q)) break;
+  if (q) flush_logs(*q, lambda, st);
+}
+
+void CpuSinkhornPasses::flush_logs(RowLogs& q, double lambda, Chunk& st) {
+  if (!q.n) return;
+  double lw[8];
+#if OTLM_SIMD_X86
+  small_k::log_n(q.w, lw, q.n);
+#else
+  for (int t = 0; t < q.n; ++t) lw[t] = std::log(q.w[t]);
+#endif
+  for (int t = 0; t < q.n; ++t) {
+    const double a_new = q.a[t] + lw[t];
+    if (!std::isfinite(a_new)) st.nonfinite = true;
+    f_[size_t(q.row[t])] = a_new * lambda;
+    st.dlse += q.r[t] * (q.a[t] - a_new);
+  }
+  q.n = 0;
 }
 
 // One row of the fused row pass (see row_chunk); false when the chunk must stop (bad input or a
 // non-finite potential, recorded in st).
 bool CpuSinkhornPasses::one_row(int64_t i, const RowScale& sc, bool fast, Chunk& st, double* pc, float* e,
-                                double* wc) {
+                                double* wc, RowLogs* logs) {
   const int64_t k = pb_.k;
   const double lambda = sc.lambda, inv = sc.inv, alpha = sc.alpha;
   const float* row = pb_.x + i * k;
@@ -211,6 +240,18 @@ bool CpuSinkhornPasses::one_row(int64_t i, const RowScale& sc, bool fast, Chunk&
     base = a_old;
     exact = !(s >= kRowLo && s <= kRowHi);
   }
+  if (logs && !exact) {  // the usual case: the log waits for seven more rows
+    const double w = r / s;
+    K_.axpy(pc, e, w, k);  // Y_ij = e_ij · r_i / s_i
+    if (wc) add_laplacian(wc, e, k, r / (s * s));
+    RowLogs& q = *logs;
+    q.w[q.n] = w;
+    q.a[q.n] = a_old;
+    q.r[q.n] = r;
+    q.row[q.n] = i;
+    if (++q.n == 8) flush_logs(q, lambda, st);
+    return !st.nonfinite;
+  }
   if (exact) {
     double m = K_.max_affine(row, k, alpha, h_.data());
     base = -m;
@@ -225,14 +266,7 @@ bool CpuSinkhornPasses::one_row(int64_t i, const RowScale& sc, bool fast, Chunk&
   f_[size_t(i)] = a_plain * lambda;
   K_.axpy(pc, e, r / s, k);  // Y_ij = e_ij · r_i / s_i
   st.dlse += r * (a_old - a_plain);
-  if (wc) {  // W_jq += Y_ij Y_iq / r_i, j < q
-    const double w = r / (s * s);
-    for (int64_t j = 0; j + 1 < k; ++j) {
-      const double ej = w * double(e[j]);
-      double* wr = wc + j * k;
-      for (int64_t q = j + 1; q < k; ++q) wr[q] += ej * double(e[q]);
-    }
-  }
+  if (wc) add_laplacian(wc, e, k, r / (s * s));
   return true;
 }
 

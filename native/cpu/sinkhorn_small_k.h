@@ -40,6 +40,12 @@ OTLM_T5 inline __m512d log_pd(__m512d w) {
   return _mm512_fmadd_pd(e, _mm512_set1_pd(0.6931471805599453094), lm);
 }
 
+// out[q] = log(w[q]) for q < n <= 8 (positive normal w).
+OTLM_T5 inline void log_n(const double* w, double* out, int n) {
+  const __mmask8 m = __mmask8((1u << n) - 1u);
+  _mm512_mask_storeu_pd(out, m, log_pd(_mm512_mask_loadu_pd(_mm512_set1_pd(1.0), m, w)));
+}
+
 // What one chunk reports back to the pass.
 struct ChunkOut {
   double dlse = 0;          // Σ r_i (a_old − a_new)
