@@ -396,8 +396,8 @@ else {
 if (result.sizes.some((s) => s.paths.native?.perIter)) {
   log('  scaling');
   const spec = QUICK
-    ? { ns: [2500, 5000, 10000], ks: [100, 200, 400], threadSize: [10000, 400], reps: 2, targetSeconds: 0.05 }
-    : { ns: [2500, 5000, 10000, 20000], ks: [125, 250, 500, 1000], threadSize: [20000, 1000], reps: 3, targetSeconds: 0.25 };
+    ? { ns: [2500, 5000, 10000], ks: [10, 100, 400], threadSize: [10000, 400], reps: 2, targetSeconds: 0.05 }
+    : { ns: [2500, 5000, 10000, 20000], ks: [10, 32, 100, 316, 1000], threadSize: [20000, 1000], reps: 3, targetSeconds: 0.25 };
   const threadCounts = [...new Set([1, 2, 4, 8, 16, 32, NCPU].filter((t) => t <= NCPU))];
   const r = job({ task: 'scaling', path: 'native', ...spec, threadCounts, n: 0, k: 0 }, 300);
   if (r.ok) {
