@@ -87,15 +87,30 @@ static OTLM_AI void add_part_d(double* acc, int64_t m, const v8d& lo, const v8d&
   for (int l = 0; l < m; ++l) acc[l] += l < 8 ? lo[l] : hi[l - 8];
 #endif
 }
+// Float halves to doubles and back (exact one way, rounded to nearest the other on every ISA). GCC
+// lowers the generic form to 4-lane pieces even for AVX-512, hence the intrinsics there.
 static OTLM_AI v8d lo_d(const v16f& v) {
+#ifdef OTLM_KERNEL_MASKED
+  return (v8d)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+#else
   return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+#endif
 }
 static OTLM_AI v8d hi_d(const v16f& v) {
+#ifdef OTLM_KERNEL_MASKED
+  return (v8d)_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1)));
+#else
   return __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+#endif
 }
 static OTLM_AI v16f cat_f(const v8d& lo, const v8d& hi) {
+#ifdef OTLM_KERNEL_MASKED
+  return (v16f)_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps((__m512d)lo))),
+                                                   _mm256_castps_pd(_mm512_cvtpd_ps((__m512d)hi)), 1));
+#else
   const v8f a = __builtin_convertvector(lo, v8f), b = __builtin_convertvector(hi, v8f);
   return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#endif
 }
 // Lanes at or past m set to 0 (a padded lane's exp may be inf, and inf·0 is NaN).
 static OTLM_AI v16f keep(const v16f& v, int64_t m) {
