@@ -18,114 +18,124 @@ namespace otlm::cpu {
 // parked in otlm_wasm_pool_loop() below; the calling instance publishes a job in this shared
 // state and takes part in it. C++ globals live in the shared memory, so every instance sees the
 // same pool; thread_local is real (per instance) TLS. docs/architecture.md, "WebAssembly engine".
+//
+// Joining is a store-then-check handshake on sequentially consistent atomics (all WebAssembly
+// atomics are): worker w announces the job it means to join in g_active[w], then checks that the
+// job is still open; the caller closes the job, then waits until no worker announces it. Either
+// the worker sees the job open (and the caller then sees its announcement and waits for it) or
+// the caller's close comes first (and the worker withdraws). No join counts to get wrong.
 namespace {
 
-constexpr int kClosed = 1 << 30;  // g_joined once the caller closed a job
-constexpr int kSpin = 1 << 16;    // atomic loads a parked worker spins before it sleeps
+constexpr int kMaxWorkers = 64;
+constexpr int kSpin = 1 << 16;  // atomic loads a parked worker (or the waiting caller) spins before it sleeps
 
-std::atomic<int> g_threads{1};                 // default thread count, set by the host
-std::atomic<int> g_workers{0};                 // workers inside the loop
-std::atomic<int> g_quit{0};                    // the host asked the workers to leave
-std::atomic<uint32_t> g_gen{0};                // bumped for every job (and for quit)
-std::atomic<int> g_busy{0};                    // one job at a time
-std::atomic<int> g_wanted{0};                  // workers the current job may take
-std::atomic<int> g_joined{kClosed};            // workers that joined it, kClosed once closed
-std::atomic<int> g_done{0};                    // joined workers that finished
+std::atomic<int> g_threads{1};                     // default thread count, set by the host
+std::atomic<int> g_workers{0};                     // workers inside the loop
+std::atomic<int> g_ids{0};                         // worker ids handed out
+std::atomic<int> g_quit{0};                        // the host asked the workers to leave
+std::atomic<int> g_may_block{0};                   // the caller may memory.atomic.wait (not a browser's main thread)
+std::atomic<uint32_t> g_gen{0};                    // the latest job's number (bumped for quit too)
+std::atomic<uint32_t> g_open{0};                   // the job open for joining, 0 = none
+std::atomic<uint32_t> g_active[kMaxWorkers] = {};  // the job worker w is in (or about to check), 0 = none
+std::atomic<int> g_busy{0};                        // one job at a time
+std::atomic<int> g_wanted{0};                      // workers 0 .. g_wanted - 1 may join the current job
 std::atomic<int64_t> g_next{0};
 std::atomic<int> g_worker_tasks{0};  // tasks the workers ran, in all (the host's check that they work)
 int64_t g_count = 0;
 const std::function<void(int64_t)>* g_fn = nullptr;
 thread_local bool tl_in_task = false;  // nested parallel_for runs inline
 
-void run_tasks(int64_t count, const std::function<void(int64_t)>& fn) {
-  for (int64_t i; (i = g_next.fetch_add(1, std::memory_order_relaxed)) < count;) fn(i);
-}
-
 int* addr(std::atomic<int>& a) { return reinterpret_cast<int*>(&a); }
 int* addr(std::atomic<uint32_t>& a) { return reinterpret_cast<int*>(&a); }
 
 }  // namespace
 
-int default_threads() { return g_threads.load(std::memory_order_relaxed); }
+int default_threads() { return g_threads.load(); }
 
 void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>& fn) {
   if (count <= 0) return;
   int t = threads > 0 ? threads : default_threads();
   if (t > count) t = int(count);
-  const int workers = g_workers.load(std::memory_order_acquire);
+  const int workers = g_workers.load();
   if (t > workers + 1) t = workers + 1;
   int idle = 0;
-  if (t <= 1 || tl_in_task || !g_busy.compare_exchange_strong(idle, 1, std::memory_order_acquire)) {
+  if (t <= 1 || tl_in_task || !g_busy.compare_exchange_strong(idle, 1)) {
     for (int64_t i = 0; i < count; ++i) fn(i);
     return;
   }
+  uint32_t job = g_gen.load() + 1;
+  if (job == 0) job = 1;  // 0 means "none"
   g_fn = &fn;
   g_count = count;
-  g_next.store(0, std::memory_order_relaxed);
-  g_done.store(0, std::memory_order_relaxed);
-  g_wanted.store(t - 1, std::memory_order_relaxed);
-  g_joined.store(0, std::memory_order_release);
-  g_gen.fetch_add(1, std::memory_order_release);
+  g_next.store(0);
+  g_wanted.store(t - 1);
+  g_open.store(job);
+  g_gen.store(job);
   __builtin_wasm_memory_atomic_notify(addr(g_gen), unsigned(t - 1));
   tl_in_task = true;
-  run_tasks(count, fn);
+  for (int64_t i; (i = g_next.fetch_add(1)) < count;) fn(i);
   tl_in_task = false;
-  // Close the job (no worker joins after this), then wait for those that joined. The caller
-  // spins: a browser's main thread may not block.
-  const int joined = g_joined.exchange(kClosed, std::memory_order_acq_rel);
-  while (g_done.load(std::memory_order_acquire) != joined) {
-  }
+  // Close the job, then wait for every worker that announced it: spin, and after as long as a
+  // worker spins, sleep in 1 ms waits where the host allows it (a browser's main thread may not
+  // block), so that a preempted worker can get the core back.
+  g_open.store(0);
+  const int ids = g_ids.load();
+  for (int w = 0; w < ids && w < kMaxWorkers; ++w)
+    for (int s = 0; g_active[w].load() == job; ++s)
+      if (s >= kSpin && g_may_block.load()) __builtin_wasm_memory_atomic_wait32(addr(g_active[w]), int(job), 1000000);
   g_fn = nullptr;
-  g_busy.store(0, std::memory_order_release);
+  g_busy.store(0);
 }
 
 }  // namespace otlm::cpu
 
 // The host's side (exported by native/wasm/threads.cpp).
 extern "C" void otlm_wasm_pool_set_threads(int n) { otlm::cpu::g_threads.store(n > 0 ? n : 1); }
+extern "C" void otlm_wasm_pool_set_blocking(int may_block) { otlm::cpu::g_may_block.store(may_block ? 1 : 0); }
 extern "C" int* otlm_wasm_pool_workers() { return otlm::cpu::addr(otlm::cpu::g_workers); }
 extern "C" int otlm_wasm_pool_worker_tasks() { return otlm::cpu::g_worker_tasks.load(); }
 
 // A worker instance's whole life: joins jobs until otlm_wasm_pool_quit().
 extern "C" void otlm_wasm_pool_loop() {
   using namespace otlm::cpu;
-  g_workers.fetch_add(1, std::memory_order_acq_rel);
+  const int w = g_ids.fetch_add(1);
+  if (w >= kMaxWorkers) return;  // more workers than the pool tracks: this one stays out
+  std::atomic<uint32_t>& active = g_active[w];
+  g_workers.fetch_add(1);
   __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
-  uint32_t seen = g_gen.load(std::memory_order_acquire);
+  uint32_t seen = g_gen.load();
   for (;;) {
-    for (int s = 0; s < kSpin && g_gen.load(std::memory_order_acquire) == seen; ++s) {
+    for (int s = 0; s < kSpin && g_gen.load() == seen; ++s) {
     }
-    if (g_gen.load(std::memory_order_acquire) == seen)
-      __builtin_wasm_memory_atomic_wait32(addr(g_gen), int(seen), -1);
-    const uint32_t now = g_gen.load(std::memory_order_acquire);
-    if (now == seen) continue;
-    seen = now;
-    if (g_quit.load(std::memory_order_acquire)) break;
-    int s = g_joined.load(std::memory_order_acquire);
-    bool in = false;
-    while (s < g_wanted.load(std::memory_order_acquire))
-      if (g_joined.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
-        in = true;
-        break;
-      }
-    if (!in) continue;
-    tl_in_task = true;
-    const int64_t count = g_count;
-    const std::function<void(int64_t)>& fn = *g_fn;
-    int ran = 0;
-    for (int64_t i; (i = g_next.fetch_add(1, std::memory_order_relaxed)) < count; ++ran) fn(i);
-    tl_in_task = false;
-    g_worker_tasks.fetch_add(ran, std::memory_order_relaxed);
-    g_done.fetch_add(1, std::memory_order_acq_rel);
+    // Sleep in 20 ms slices rather than indefinitely (a parked thread then still answers V8's
+    // interrupts, e.g. for the growth of the shared memory).
+    if (g_gen.load() == seen) __builtin_wasm_memory_atomic_wait32(addr(g_gen), int(seen), 20000000);
+    const uint32_t job = g_gen.load();
+    if (job == seen) continue;
+    seen = job;
+    if (g_quit.load()) break;
+    if (w >= g_wanted.load()) continue;
+    active.store(job);
+    if (g_open.load() == job) {
+      tl_in_task = true;
+      const int64_t count = g_count;
+      const std::function<void(int64_t)>& fn = *g_fn;
+      int ran = 0;
+      for (int64_t i; (i = g_next.fetch_add(1)) < count; ++ran) fn(i);
+      tl_in_task = false;
+      g_worker_tasks.fetch_add(ran);
+    }
+    active.store(0);
+    if (g_may_block.load()) __builtin_wasm_memory_atomic_notify(addr(active), 1);
   }
-  g_workers.fetch_sub(1, std::memory_order_acq_rel);
+  g_workers.fetch_sub(1);
   __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
 }
 
 extern "C" void otlm_wasm_pool_quit() {
   using namespace otlm::cpu;
-  g_quit.store(1, std::memory_order_release);
-  g_gen.fetch_add(1, std::memory_order_release);
+  g_quit.store(1);
+  g_gen.fetch_add(1);
   __builtin_wasm_memory_atomic_notify(addr(g_gen), ~0u);
 }
 

@@ -23,6 +23,7 @@ void* emscripten_builtin_memalign(size_t, size_t);
 void __wasm_init_tls(void* block);
 // native/cpu/thread_pool.cpp (its OTLM_WASM_THREADS part).
 void otlm_wasm_pool_set_threads(int n);
+void otlm_wasm_pool_set_blocking(int may_block);
 int* otlm_wasm_pool_workers();
 int otlm_wasm_pool_worker_tasks();
 void otlm_wasm_pool_loop();
@@ -78,6 +79,9 @@ int posix_memalign(void** out, size_t align, size_t n) {
 // The TLS block a worker instance needs (the host allocates it, zeroed, with malloc).
 OTLM_WASM_EXPORT(otlm_wasm_tls_size) int otlm_wasm_tls_size() { return int(__builtin_wasm_tls_size()); }
 OTLM_WASM_EXPORT(otlm_wasm_tls_align) int otlm_wasm_tls_align() { return int(__builtin_wasm_tls_align()); }
+// The calling instance's own TLS block (its __tls_base starts at 0, where nothing else lives, but
+// a block of its own is tidier), set once after _initialize, before any call.
+OTLM_WASM_EXPORT(otlm_wasm_thread_init) void otlm_wasm_thread_init(void* tls) { __wasm_init_tls(tls); }
 // A worker instance, once its stack pointer is set (stackRestore): its own TLS, then the pool loop,
 // which returns after otlm_wasm_pool_quit().
 OTLM_WASM_EXPORT(otlm_wasm_worker_run) void otlm_wasm_worker_run(void* tls) {
@@ -85,6 +89,9 @@ OTLM_WASM_EXPORT(otlm_wasm_worker_run) void otlm_wasm_worker_run(void* tls) {
   otlm_wasm_pool_loop();
 }
 OTLM_WASM_EXPORT(otlm_wasm_set_threads) void otlm_wasm_set_threads(int n) { otlm_wasm_pool_set_threads(n); }
+// Whether the calling thread may block in memory.atomic.wait while its workers finish (Node, a
+// Web Worker: yes; a browser's main thread: no, it only spins).
+OTLM_WASM_EXPORT(otlm_wasm_set_blocking) void otlm_wasm_set_blocking(int may_block) { otlm_wasm_pool_set_blocking(may_block); }
 // Address of the count of workers inside the loop (an int32 the host may Atomics.wait on).
 OTLM_WASM_EXPORT(otlm_wasm_workers) int* otlm_wasm_workers() { return otlm_wasm_pool_workers(); }
 // Tasks the workers have run since the start (a host's check that the pool takes part).

@@ -86,7 +86,9 @@ async function threaded(opts: InitOptions, threads: number): Promise<WasmBinding
   if (typeof g.Worker !== 'function') return 'no Web Workers here';
   try {
     const module = await compile(opts.wasmThreads ?? new URL('./wasm/otlm-mt.wasm', import.meta.url));
-    const t = threadedWasm(module, threads, webSpawner);
+    // A Web Worker's thread may block while its pool finishes a job; a page's main thread only spins.
+    const inWorker = typeof (globalThis as unknown as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
+    const t = threadedWasm(module, threads, webSpawner, inWorker);
     await t.readyAsync(5000);
     if (t.ready() === 0) {
       t.binding.close();

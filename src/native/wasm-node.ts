@@ -41,7 +41,14 @@ export function wasmDefaultThreads(): number {
 
 /** Pool workers under Node: eval'd worker threads, unref'd (they never keep the process alive). */
 const nodeSpawner: PoolSpawner = (data, onError) => {
-  const w = new Worker(`const { workerData } = require('node:worker_threads');\n(${poolWorkerMain.toString()})(workerData);`, {
+  // A pool worker that dies says so on stderr at once (its 'error' event waits for the parent's
+  // event loop, which a caller blocked in a job does not turn).
+  const src = `const { workerData } = require('node:worker_threads');
+try { (${poolWorkerMain.toString()})(workerData); } catch (e) {
+  try { require('node:fs').writeSync(2, 'otlm wasm: a pool worker failed: ' + (e && e.stack || e) + '\\n'); } catch {}
+  throw e;
+}`;
+  const w = new Worker(src, {
     eval: true,
     workerData: data,
     // Not the parent's flags: `node --input-type=module -e …` would make this script ESM.
@@ -68,7 +75,7 @@ function compile(path: string): WebAssembly.Module {
 function engineOn(module: WebAssembly.Module, threads: number, reason?: string): WasmBinding {
   if (!isThreadedModule(module)) return wasmBindingFromInstance(instantiateWasmSync(module), reason);
   let waited = false;
-  const t = threadedWasm(module, threads, nodeSpawner, () => {
+  const t = threadedWasm(module, threads, nodeSpawner, true, () => {
     if (waited) return;
     waited = true;
     t.waitReady(5000);

@@ -53,7 +53,9 @@ interface Exports {
   otlm_wasm_tls_size?(): number;
   otlm_wasm_tls_align?(): number;
   otlm_wasm_worker_run?(tls: number): void;
+  otlm_wasm_thread_init?(tls: number): void;
   otlm_wasm_set_threads?(n: number): void;
+  otlm_wasm_set_blocking?(mayBlock: number): void;
   otlm_wasm_workers?(): number;
   otlm_wasm_quit?(): void;
   otlm_wasm_worker_tasks?(): number;
@@ -225,10 +227,17 @@ export interface ThreadedWasm {
 
 /**
  * The threaded engine: an instance of otlm-mt.wasm on a new shared memory for the calling thread,
- * and `threads - 1` workers started by `spawn`. `beforeCall` runs before each engine call (Node
- * uses it to let the first call wait for the workers).
+ * and `threads - 1` workers started by `spawn`. `callerMayBlock`: the calling thread may sleep in
+ * memory.atomic.wait for its workers (not a browser's main thread). `beforeCall` runs before each
+ * engine call (Node uses it to let the first call wait for the workers).
  */
-export function threadedWasm(module: WebAssembly.Module, threads: number, spawn: PoolSpawner, beforeCall?: () => void): ThreadedWasm {
+export function threadedWasm(
+  module: WebAssembly.Module,
+  threads: number,
+  spawn: PoolSpawner,
+  callerMayBlock: boolean,
+  beforeCall?: () => void,
+): ThreadedWasm {
   const memory = sharedMemory();
   const inst = new WebAssembly.Instance(module, imports(() => memory, memory));
   const ex = inst.exports as unknown as Exports;
@@ -241,20 +250,27 @@ export function threadedWasm(module: WebAssembly.Module, threads: number, spawn:
   const want = Math.max(1, Math.floor(threads));
   const handles: Array<{ terminate(): void }> = [];
   const tlsSize = ex.otlm_wasm_tls_size!(), tlsAlign = Math.max(16, ex.otlm_wasm_tls_align!());
+  const tlsBlock = (): number => {
+    const raw = ex.malloc(tlsSize + tlsAlign);
+    if (!raw) throw new Error('otlm wasm: cannot allocate a thread-local block');
+    const tls = Math.ceil(raw / tlsAlign) * tlsAlign;
+    new Uint8Array(memory.buffer, tls, tlsSize).fill(0);
+    return tls;
+  };
+  ex.otlm_wasm_thread_init?.(tlsBlock());
   let failed: string | undefined;
   const failedFlag = new Int32Array(new SharedArrayBuffer(4));
   const anyFailed = () => failed !== undefined || Atomics.load(failedFlag, 0) !== 0;
   for (let i = 1; i < want; i++) {
     const stack = ex.malloc(WORKER_STACK);
-    const tlsRaw = ex.malloc(tlsSize + tlsAlign);
-    if (!stack || !tlsRaw) throw new Error('otlm wasm: cannot allocate the pool workers\' stacks');
-    const tls = Math.ceil(tlsRaw / tlsAlign) * tlsAlign;
-    new Uint8Array(memory.buffer, tls, tlsSize).fill(0);
+    if (!stack) throw new Error('otlm wasm: cannot allocate the pool workers\' stacks');
+    const tls = tlsBlock();
     handles.push(spawn({ module, memory, stackTop: (stack + WORKER_STACK) & ~15, tls, failed: failedFlag }, (e) => {
       failed ??= e.message;
     }));
   }
   ex.otlm_wasm_set_threads(want);
+  ex.otlm_wasm_set_blocking?.(callerMayBlock ? 1 : 0);
   let closed = false;
   const engine = new WasmEngine(ex, memory, () =>
     closed
