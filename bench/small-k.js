@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run bench:small-k [-- --rounds 2] [-- --build DIR] [-- --no-peers] [-- --json]
 //
-// The small-K rows (issue 14), each beside its peer measured in the same run, about 4 minutes on
+// The small-K rows (issue 14), each beside its peer measured in the same run, about 3 minutes on
 // 2 cores:
 //   - Sinkhorn per iteration at K = 10, 100 and 1000 on the same 80 MB (2000000×10, 200000×100,
 //     20000×1000): the engine's own microbenchmark (build/bench_sinkhorn_cpu, all threads and the
