@@ -38,14 +38,11 @@ constexpr int64_t kReusePlanMax = int64_t(1) << 24;
 constexpr double kReuseMaxShift = 60;
 
 struct Scratch {
-  std::vector<float> a, b, c;
-  std::vector<double> x;
+  std::vector<float> a, b;
   void ensure(int64_t k) {
     if (int64_t(a.size()) < k) {
-      x.resize(size_t(k));
       a.resize(size_t(k));
       b.resize(size_t(k));
-      c.resize(size_t(k));
     }
   }
 };
@@ -107,8 +104,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
 
   // ---- A = Φ_B W + b with the row log-softmax fused in while each panel of rows is hot.
   const std::function<void(int64_t, int64_t)> log_softmax_rows = [&](int64_t r0, int64_t r1) {
-    Scratch& s = scratch(k);
-    for (int64_t i = r0; i < r1; ++i) kr.log_softmax_row(L + i * k, k, s.a.data());
+    for (int64_t i = r0; i < r1; ++i) kr.log_softmax_row(L + i * k, k);
   };
   gemm_nn(b, k, k, phi_b, w, bias, L, threads, &log_softmax_rows);
 
@@ -188,13 +184,12 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
     std::vector<double> gs(static_cast<size_t>(k));
     for (int64_t j = 0; j < k; ++j) gs[j] = gS[j] / lam;
     parallel_for(tasks, threads, [&](int64_t task) {
-      Scratch& s = scratch(k);
       const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
       for (int64_t i = task * kRowsPerTask; i < i1; ++i) {
         float* Di = D + i * k;
         kr.exp_shift(L + i * k, gs.data(), fS[i] / lam, invlam, k, Di);
         for (int64_t j = 0; j < k; ++j) Di[j] *= invB;
-        kr.softmax_back(L + i * k, k, Di, s.a.data());
+        kr.softmax_back(L + i * k, k, Di);
       }
     });
   } else {
@@ -242,7 +237,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
             kr.mid_row(Li, gc.data(), gp.data(), fc, invlam, reuse ? PFi : nullptr, reuse ? float(std::exp(shift)) : 1.0f,
                        a.data(), k, s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
           }
-          if (t == 1) kr.softmax_back(Li, k, Di, s.c.data());
+          if (t == 1) kr.softmax_back(Li, k, Di);
         }
       });
       if (want_cols) merge_columns(ws.colacc, tasks, k, gbar);  // ḡ_{t-1}

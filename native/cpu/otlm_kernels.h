@@ -14,8 +14,8 @@ struct OtlmKernels {
   void (*mid_row)(const float* L, const double* gc, const double* gp, double fc, double invlam,
                   const float* pf_prev, float scale, const float* a, int64_t n, float* q, float* pf,
                   float* mbar, double* acc);
-  void (*softmax_back)(const float* L, int64_t n, float* mbar, float* z);
-  void (*log_softmax_row)(float* a, int64_t n, float* scratch);
+  void (*softmax_back)(const float* L, int64_t n, float* mbar);
+  void (*log_softmax_row)(float* a, int64_t n);
 };
 
 // The best table this CPU supports; OTLM_ISA=baseline|avx2|avx512 in the environment caps it

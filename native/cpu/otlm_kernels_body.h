@@ -246,8 +246,7 @@ static void mid_row(const float* __restrict L, const double* __restrict gc, cons
 }
 
 // Through log_softmax: d_j = -mbar_j + exp(L_j)·Σ mbar   (dL/dlogZ = -dL/dM), in place.
-static void softmax_back(const float* __restrict L, int64_t n, float* __restrict mbar, float* __restrict z) {
-  (void)z;
+static void softmax_back(const float* __restrict L, int64_t n, float* __restrict mbar) {
   const float s = sum_f(mbar, n);
   for (int64_t j = 0; j < n; j += kLanes) {
     const int64_t m = n - j;
@@ -256,8 +255,7 @@ static void softmax_back(const float* __restrict L, int64_t n, float* __restrict
 }
 
 // Row log-softmax in place: a_j -> a_j - max - log Σ exp(a_j - max)
-static void log_softmax_row(float* __restrict a, int64_t n, float* __restrict scratch) {
-  (void)scratch;
+static void log_softmax_row(float* __restrict a, int64_t n) {
   const float mm = max_f(a, n);
   v16f acc = {};
   for (int64_t j = 0; j < n; j += kLanes) acc += keep(exp_v(load_part(a + j, n - j) - mm), n - j);

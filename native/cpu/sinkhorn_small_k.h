@@ -111,6 +111,7 @@ OTLM_T5 inline ChunkOut rows_by_lane(const float* x, float* xt, bool fill, int64
     const __m512d ab = _mm512_mul_pd(_mm512_maskz_loadu_pd(lb, f + i + 8), vinv);
     const float* base = x + i * K;
     float* tb = xt ? xt + (i - i0) * K : nullptr;  // this block in the copy
+    // f, 8 blocks ahead: its masked loads were a hot spot (an A/B was within this VM's noise, or better)
     _mm_prefetch(reinterpret_cast<const char*>(f + i + 128), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(f + i + 136), _MM_HINT_T0);
     const bool transpose = !tb || fill;
