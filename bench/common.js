@@ -1,5 +1,6 @@
 // Shared helpers of the benchmark (bench/run.js and bench/job.js): the seeded long-tailed
 // logit generator, raw float32 files, statistics.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,4 +96,24 @@ export function sampleRows(n, count = 64) {
   const out = [];
   for (let t = 0; t < Math.min(n, count); t++) out.push(Math.floor(((t + 0.5) * n) / Math.min(n, count)));
   return out;
+}
+
+/** A python3 that imports `mod` and numpy ($OTLM_BENCH_PYTHON first), or null. */
+export function findPython(mod) {
+  for (const py of [process.env.OTLM_BENCH_PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean)) {
+    const r = spawnSync(py, ['-c', `import ${mod}, numpy`], { encoding: 'utf8' });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+/** Runs bench/peers/<script> and returns the JSON object on its last line, or { error }. */
+export function peer(py, script, args, timeoutS) {
+  const r = spawnSync(py, [join(BENCH_DIR, 'peers', script), ...args], { encoding: 'utf8', timeout: Math.round(timeoutS * 1000) });
+  if (r.error || r.signal) return { error: `${script}: ${r.signal ? 'timed out' : String(r.error)}` };
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  } catch {
+    return { error: `${script} exit ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
+  }
 }

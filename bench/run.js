@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 
-import { BENCH_DIR, OUT_DIR, ROOT, logitsFile, readI32 } from './common.js';
+import { BENCH_DIR, OUT_DIR, ROOT, findPython, logitsFile, peer, readI32 } from './common.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -309,22 +309,6 @@ for (const size of SIZES) {
 }
 
 // ------------------------------------------------------------------ Python peers
-function findPython(mod) {
-  for (const py of [process.env.OTLM_BENCH_PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean)) {
-    const r = spawnSync(py, ['-c', `import ${mod}, numpy`], { encoding: 'utf8' });
-    if (r.status === 0) return py;
-  }
-  return null;
-}
-function peer(py, script, args, timeoutS) {
-  const r = spawnSync(py, [join(BENCH_DIR, 'peers', script), ...args], { encoding: 'utf8', timeout: Math.round(timeoutS * 1000) });
-  if (r.error || r.signal) return { error: `${script}: ${r.signal ? 'timed out' : String(r.error)}` };
-  try {
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-  } catch {
-    return { error: `${script} exit ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
-  }
-}
 function peerAgreement(predFile, refFile) {
   if (!existsSync(refFile) || !existsSync(predFile)) return null;
   const a = readI32(predFile), b = readI32(refFile);

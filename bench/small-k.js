@@ -22,7 +22,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { logitsFile } from './common.js';
+import { findPython, logitsFile, peer } from './common.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -56,24 +56,13 @@ function jsonLines(cmd, args, timeoutS) {
   }
   return r.stdout.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
 }
-function python() {
-  const py = process.env.OTLM_BENCH_PYTHON || '/usr/bin/python3';
-  const r = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
-  return r.status === 0 ? py : null;
-}
-const PY = NO_PEERS ? null : python();
+const PY = NO_PEERS ? null : findPython('torch');
 const notes = [];
 if (!NO_PEERS && !PY) notes.push('PyTorch peers skipped: no python3 with torch (Debian python3-torch)');
 // PyTorch on 1 thread and on all threads, the faster kept.
 function torch(script, args, key) {
   if (!PY) return null;
-  const runs = [...new Set([1, NCPU])].map((t) => {
-    try {
-      return jsonLines(PY, [join(ROOT, 'bench', 'peers', script), ...args, '--threads', String(t)], 600)[0];
-    } catch (e) {
-      return { error: e.message };
-    }
-  });
+  const runs = [...new Set([1, NCPU])].map((t) => peer(PY, script, [...args, '--threads', String(t)], 600));
   const good = runs.filter((r) => !r.error).sort((a, b) => a[key] - b[key]);
   return good[0] ? { ...good[0], byThreads: good.map((r) => ({ threads: r.threads, [key]: r[key] })) } : runs[0];
 }
