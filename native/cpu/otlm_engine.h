@@ -26,6 +26,7 @@ struct OtlmWorkspace {
   std::vector<float> logz;     // b×k: log_softmax(Φ_B W + bias); the cost is M = -logz
   std::vector<float> dbuf;     // b×k: dL/dM accumulated by the backward, then dL/dA
   std::vector<float> pf;       // b×k when b·k <= kReusePlanMax: P^f_t kept for the next backward pass
+  std::vector<float> lt, dt;   // k <= 16: L and M̄ in blocks of 16 rows (rows padded to 16), as pf then
   std::vector<double> f_hist;  // T×b: f_t for t = 1..S
   std::vector<double> g_hist;  // T×k: g_t for t = 0..S-1 (g_0 = 0)
   LineVector<double> colacc;  // per-task column accumulators (k padded to cache lines), merged in task order

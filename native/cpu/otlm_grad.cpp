@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "cpu_internal.h"
@@ -53,6 +55,13 @@ Scratch& scratch(int64_t k) {
 }
 
 int64_t task_count(int64_t b) { return (b + kRowsPerTask - 1) / kRowsPerTask; }
+// Up to this k the unrolled backward runs on blocks of 16 rows (backward_blocks); rows padded to 16.
+constexpr int64_t kBlockMaxK = 16;
+int64_t padded_rows(int64_t b) { return (b + 15) / 16 * 16; }
+bool use_blocks(int64_t b, int64_t k) {
+  const char* env = std::getenv("OTLM_SMALL_K");  // "0": the row kernels (tests compare the two)
+  return k <= kBlockMaxK && padded_rows(b) * k <= kReusePlanMax && !(env && !std::strcmp(env, "0"));
+}
 // Per-task column accumulators padded to whole cache lines: at small k, tasks on different threads
 // would otherwise write the same lines on every row.
 int64_t acc_stride(int64_t k) { return (k + 15) / 16 * 16; }
@@ -65,13 +74,91 @@ void merge_columns(const LineVector<double>& colacc, int64_t tasks, int64_t k, d
     for (int64_t j = 0; j < k; ++j) out[j] += a[j];
   }
 }
+// The unrolled backward (the loop at the end of otlm_forward_backward) for k <= kBlockMaxK: the
+// same passes on blocks of 16 rows by the blk_* kernels, one row per lane, with L, P^f and M̄ kept
+// in the blocks' layout (column j of a block at [16j, 16j + 16)) until the last pass writes dL/dA
+// as rows. At k = 10 a row kernel spent most of its time on padding lanes and its horizontal sums.
+void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* F, const double* G,
+                     const std::vector<double>& c, const float* L, float* D, OtlmWorkspace& ws,
+                     const OtlmKernels& kr, int threads) {
+  const double invlam = 1.0 / lam;
+  const float invB = float(1.0 / double(b));
+  const int64_t tasks = task_count(b);
+  float* Lt = ws.lt.data();
+  float* PF = ws.pf.data();
+  float* Dt = ws.dt.data();
+  std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
+  std::vector<float> a(static_cast<size_t>(k));
+  double* gbar = ws.gbar.data();
+  for (int32_t t = S; t >= 1; --t) {
+    const double* ft = F + size_t(t - 1) * b;
+    const double* fnext = t < S ? F + size_t(t) * b : nullptr;
+    const double* gprev = G + size_t(t - 1) * k;
+    for (int64_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
+    if (t < S) {
+      const double* gcur = G + size_t(t) * k;
+      for (int64_t j = 0; j < k; ++j) {
+        gc[j] = gcur[j] / lam;
+        a[j] = float(gbar[j] / c[j]);
+      }
+    }
+    const bool want_cols = t > 1;
+    parallel_for(tasks, threads, [&](int64_t task) {
+      double* acc = want_cols ? ws.colacc.data() + task * acc_stride(k) : nullptr;
+      alignas(64) double lanes[16 * kBlockMaxK];  // column sums per row lane, merged in lane order below
+      if (acc) std::fill(lanes, lanes + 16 * k, 0.0);
+      const int64_t i1 = std::min(b, (task + 1) * kRowsPerTask);
+      for (int64_t r0 = task * kRowsPerTask; r0 < i1; r0 += 16) {
+        const int64_t rows = std::min<int64_t>(16, i1 - r0);
+        float* Lb = Lt + r0 * k;
+        float* Pb = PF + r0 * k;
+        float* Db = Dt + r0 * k;
+        alignas(64) double fc[16];
+        alignas(64) float scale[16];
+        uint32_t reuse = 0;
+        for (int64_t r = 0; r < 16; ++r) {
+          fc[r] = r < rows ? ft[r0 + r] / lam : -1e30;  // padding rows: plan entries exp(-1e30) = 0
+          scale[r] = 1.0f;
+          if (t == S) continue;
+          const double shift = r < rows ? (ft[r0 + r] - fnext[r0 + r]) * invlam : 0.0;  // P^g_t = P^f_{t+1}·e^shift
+          if (std::fabs(shift) <= kReuseMaxShift) {
+            reuse |= 1u << r;
+            scale[r] = float(std::exp(shift));
+          }
+        }
+        if (t == S) {
+          for (int64_t j = 0; j < k; ++j)
+            for (int64_t r = 0; r < 16; ++r) Lb[16 * j + r] = r < rows ? L[(r0 + r) * k + j] : 0.0f;
+          kr.blk_last(Lb, gp.data(), fc, invlam, invB, k, Pb, Db, acc ? lanes : nullptr);
+        } else {
+          kr.blk_mid(Lb, gc.data(), gp.data(), fc, invlam, scale, reuse, a.data(), k, Pb, Db, acc ? lanes : nullptr);
+        }
+        if (t == 1) kr.blk_softmax_back(Lb, Db, k, rows, D + r0 * k);
+      }
+      if (acc)
+        for (int64_t j = 0; j < k; ++j) {
+          double s = 0;
+          for (int l = 0; l < 16; ++l) s += lanes[16 * j + l];
+          acc[j] = s;
+        }
+    });
+    if (want_cols) merge_columns(ws.colacc, tasks, k, gbar);  // ḡ_{t-1}
+  }
+}
 }  // namespace
 
 void OtlmWorkspace::reserve(int64_t b, int64_t k, int32_t T) {
   const size_t bk = size_t(b) * size_t(k);
   if (logz.size() < bk) logz.resize(bk);
   if (dbuf.size() < bk) dbuf.resize(bk);
-  if (int64_t(bk) <= kReusePlanMax && pf.size() < bk) pf.resize(bk);
+  if (k <= kBlockMaxK && padded_rows(b) * k <= kReusePlanMax) {
+    const size_t pk = size_t(padded_rows(b) * k);
+    if (pf.size() < pk) pf.resize(pk);
+    if (lt.size() < pk) lt.resize(pk);
+    if (dt.size() < pk) dt.resize(pk);
+  } else if (int64_t(bk) <= kReusePlanMax && pf.size() < bk) {
+    pf.resize(bk);
+  }
   if (f_hist.size() < size_t(T) * size_t(b)) f_hist.resize(size_t(T) * size_t(b));
   if (g_hist.size() < size_t(T) * size_t(k)) g_hist.resize(size_t(T) * size_t(k));
   if (colacc.size() < size_t(task_count(b) * acc_stride(k))) colacc.resize(size_t(task_count(b) * acc_stride(k)));
@@ -192,6 +279,8 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
         kr.softmax_back(L + i * k, k, Di);
       }
     });
+  } else if (use_blocks(b, k)) {
+    backward_blocks(b, k, lam, S, F, G, c, L, D, ws, kr, threads);
   } else {
     std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
     std::vector<float> a(static_cast<size_t>(k));

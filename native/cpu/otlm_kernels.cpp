@@ -15,8 +15,8 @@
 #endif
 
 #define OTLM_KERNEL_TABLE(ISA_NAME)                                                                  \
-  const OtlmKernels table = {ISA_NAME, sum_f,   exp_shift,    last_u, last_update, \
-                             mid_row,  softmax_back, log_softmax_row};
+  const OtlmKernels table = {ISA_NAME, sum_f,        exp_shift,       last_u,   last_update, mid_row, \
+                             softmax_back, log_softmax_row, blk_last, blk_mid,     blk_softmax_back};
 
 namespace otlm::cpu {
 

@@ -263,4 +263,102 @@ static void log_softmax_row(float* __restrict a, int64_t n) {
   for (int64_t j = 0; j < n; j += kLanes) store_part(a + j, load_part(a + j, n - j) - shift, n - j);
 }
 
+// ---- Blocks of 16 rows for k <= 16 (the unrolled backward's small-k path, otlm_grad.cpp): a block
+// holds column j of its 16 rows at [16j, 16j + 16), so every lane is a row and a 10-wide row no
+// longer fills a 16-lane vector with padding. Each element sees the same operations as in the row
+// kernels above, and a row's sum takes lane_sum's tree over its columns (padded with zeros the same
+// way), so a row's f̄ is the row kernels' value; the column accumulators `acc` (16 per column, one
+// per row lane) add in another order than a row-by-row pass, so ḡ may differ in its last bits.
+// fc: the block's 16 values f_t,i/λ (padding rows carry -1e30, whose plan entries are 0).
+
+// Σ_j x_j by lane_sum's tree over a row of k <= 16 columns (missing columns are +0, as its pad lanes).
+static OTLM_AI v16f tree_sum_cols(const v16f* x, int64_t k) {
+  const v16f z = {};
+  v16f a[8];
+  for (int l = 0; l < 8; ++l) a[l] = (l < k ? x[l] : z) + (l + 8 < k ? x[l + 8] : z);
+  const v16f b0 = a[0] + a[4], b1 = a[1] + a[5], b2 = a[2] + a[6], b3 = a[3] + a[7];
+  return (b0 + b2) + (b1 + b3);
+}
+
+// exp(fc_r + gs + L_r·invlam) for the 16 rows r of one column (exp_shift_v's operations).
+static OTLM_AI v16f exp_col(const float* __restrict Lj, double gs, const v8d& flo, const v8d& fhi, double invlam) {
+  const v16f Lv = load16(Lj);
+  const v8d g = splat_d(gs), vi = splat_d(invlam);
+  return exp_v(cat_f((flo + g) + lo_d(Lv) * vi, (fhi + g) + hi_d(Lv) * vi));
+}
+
+// acc[0, 16) += t as doubles (add_part_d on a full block).
+static OTLM_AI void add_lanes_d(double* __restrict acc, const v8d& lo, const v8d& hi) { add_part_d(acc, kLanes, lo, hi); }
+
+// Pass t = S (last_u + last_update): pf = P^f_S, mbar = f̄·y - invB·u, acc += invB·(u + y) - f̄·y.
+static void blk_last(const float* __restrict Lt, const double* __restrict gp, const double* __restrict fc, double invlam,
+                     float invB, int64_t k, float* __restrict pf, float* __restrict mbar, double* __restrict acc) {
+  v8d flo, fhi;
+  std::memcpy(&flo, fc, sizeof flo);
+  std::memcpy(&fhi, fc + 8, sizeof fhi);
+  v16f y[kLanes], u[kLanes];
+  for (int64_t j = 0; j < k; ++j) {
+    y[j] = exp_col(Lt + 16 * j, gp[j], flo, fhi, invlam);
+    std::memcpy(pf + 16 * j, &y[j], sizeof y[j]);
+    const v8d g = splat_d(gp[j]);
+    u[j] = y[j] * cat_f(flo + g, fhi + g);
+  }
+  const v16f fbar = splat(invB) * (tree_sum_cols(u, k) + tree_sum_cols(y, k));
+  for (int64_t j = 0; j < k; ++j) {
+    const v16f mv = fbar * y[j] - invB * u[j];
+    std::memcpy(mbar + 16 * j, &mv, sizeof mv);
+    if (acc) {
+      const v16f t = invB * (u[j] + y[j]) - fbar * y[j];
+      add_lanes_d(acc + 16 * j, lo_d(t), hi_d(t));
+    }
+  }
+}
+
+// A middle pass (mid_row on 16 rows): q = pf·scale in the lanes set in `reuse` (a bit per row),
+// else exp(fc + gc_j + L·invlam); f̄ = -Σ a_j q_j; pf = exp(fc + gp_j + L·invlam) (overwrites the
+// kept P^f_{t+1} after reading it); mbar += a_j q_j + f̄·pf; acc -= f̄·pf.
+static void blk_mid(const float* __restrict Lt, const double* __restrict gc, const double* __restrict gp,
+                    const double* __restrict fc, double invlam, const float* __restrict scale, uint32_t reuse,
+                    const float* __restrict a, int64_t k, float* __restrict pf, float* __restrict mbar,
+                    double* __restrict acc) {
+  v8d flo, fhi;
+  std::memcpy(&flo, fc, sizeof flo);
+  std::memcpy(&fhi, fc + 8, sizeof fhi);
+  const v16f sc = load16(scale);
+  v16i use = {};
+  for (int l = 0; l < kLanes; ++l) use[l] = (reuse >> l) & 1u ? -1 : 0;
+  v16f qa[kLanes];
+  for (int64_t j = 0; j < k; ++j) {
+    v16f q;
+    if (reuse == 0xffffu) {
+      q = load16(pf + 16 * j) * sc;
+    } else {
+      q = exp_col(Lt + 16 * j, gc[j], flo, fhi, invlam);
+      if (reuse) q = use != 0 ? load16(pf + 16 * j) * sc : q;
+    }
+    qa[j] = q * a[j];
+  }
+  const v16f fbar = -tree_sum_cols(qa, k);
+  for (int64_t j = 0; j < k; ++j) {
+    const v16f pv = exp_col(Lt + 16 * j, gp[j], flo, fhi, invlam);
+    std::memcpy(pf + 16 * j, &pv, sizeof pv);
+    const v16f t = fbar * pv;
+    const v16f mv = load16(mbar + 16 * j) + (qa[j] + t);
+    std::memcpy(mbar + 16 * j, &mv, sizeof mv);
+    if (acc) add_lanes_d(acc + 16 * j, -lo_d(t), -hi_d(t));
+  }
+}
+
+// softmax_back on the block, written as rows [0, rows) of d (row stride k).
+static void blk_softmax_back(const float* __restrict Lt, const float* __restrict mbar, int64_t k, int64_t rows,
+                             float* __restrict d) {
+  v16f m[kLanes];
+  for (int64_t j = 0; j < k; ++j) m[j] = load16(mbar + 16 * j);
+  const v16f s = tree_sum_cols(m, k);
+  for (int64_t j = 0; j < k; ++j) {
+    const v16f r = exp_v(load16(Lt + 16 * j)) * s - m[j];
+    for (int64_t i = 0; i < rows; ++i) d[i * k + j] = r[i];
+  }
+}
+
 // NOLINTEND

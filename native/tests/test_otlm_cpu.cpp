@@ -493,6 +493,91 @@ void test_determinism() {
   CHECK(worst < 5e-7, "exp relative error %g", worst);
 }
 
+// The unrolled backward's small-k path (k <= 16, blocks of 16 rows) against the row kernels
+// (OTLM_SMALL_K=0, which also turns off the forward's small-k pass: losses within 1e-9), gradients
+// within 1e-5; the same bits for any thread count; and its kernels give the same bits on every ISA,
+// with rows that reuse the kept P^f, rows that do not, and blocks that mix both.
+void test_small_k_blocks() {
+  std::mt19937_64 rng(23);
+  struct Spec { int b, k; double lam; int T; };
+  int n = 0;
+  double worst = 0;
+  for (Spec s : {Spec{1, 1, 0.5, 3}, Spec{15, 2, 0.5, 5}, Spec{16, 10, 0.1, 20}, Spec{17, 16, 1.0, 7},
+                 Spec{100, 10, 0.02, 30}, Spec{1003, 7, 0.05, 50}, Spec{5000, 10, 0.1, 200}, Spec{301, 17, 0.1, 9}}) {
+    Problem pr = random_problem(rng, s.b, s.k, s.lam, s.b % 2 == 1, true, 4.0);
+    double lb = 0, lr = 0, l2 = 0, l3 = 0;
+    auto gb = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &lb, 1);
+    auto g2 = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &l2, 2);
+    auto g3 = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &l3, 3);
+    setenv("OTLM_SMALL_K", "0", 1);
+    auto gr = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &lr, 2);
+    unsetenv("OTLM_SMALL_K");
+    const double e = rel_norm(gb, gr);
+    CHECK(std::fabs(lb - lr) <= 1e-9 * std::fabs(lr), "b=%d k=%d: loss %.17g (blocks) vs %.17g (rows)", s.b, s.k, lb, lr);
+    CHECK(e <= 1e-5, "b=%d k=%d lam=%g T=%d: blocks vs rows gradient rel %g", s.b, s.k, s.lam, s.T, e);
+    CHECK(gb == g2 && g2 == g3 && lb == l2 && l2 == l3, "b=%d k=%d: blocks differ across thread counts", s.b, s.k);
+    worst = std::max(worst, e);
+    ++n;
+  }
+  std::printf("  small-k blocks vs rows on %d problems: gradient rel %.2e at worst; thread-count invariant\n", n, worst);
+
+  const otlm::cpu::OtlmKernels& base = otlm::cpu::otlm_kernels_for("baseline");
+  std::normal_distribution<float> nd(0, 1);
+  for (const otlm::cpu::OtlmKernels* kr : {&otlm::cpu::otlm_kernels_for("avx2"), &otlm::cpu::otlm_kernels()}) {
+    for (int64_t k : {1, 3, 10, 16}) {
+      const size_t m = size_t(16 * k), kk = size_t(k);
+      std::vector<float> Lt(m), pf0(m), mb0(m), a(kk), scale(16);
+      std::vector<double> gc(kk), gp(kk), fc(16), acc0(m);
+      for (size_t q = 0; q < m; ++q) {
+        Lt[q] = -std::fabs(3 * nd(rng));
+        pf0[q] = std::fabs(nd(rng)) * 0.1f;
+        mb0[q] = nd(rng);
+        acc0[q] = nd(rng);
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        a[size_t(j)] = nd(rng);
+        gc[size_t(j)] = 0.3 * nd(rng);
+        gp[size_t(j)] = 0.3 * nd(rng);
+      }
+      for (int r = 0; r < 16; ++r) {
+        fc[size_t(r)] = r == 15 ? -1e30 : 0.5 * nd(rng);  // the last lane as a padding row
+        scale[size_t(r)] = std::exp(0.2f * nd(rng));
+      }
+      struct Out {
+        std::vector<float> pf, mbar, d;
+        std::vector<double> acc;
+        bool operator==(const Out& o) const { return pf == o.pf && mbar == o.mbar && d == o.d && acc == o.acc; }
+      };
+      auto run = [&](const otlm::cpu::OtlmKernels& K, uint32_t reuse) {
+        Out o{pf0, mb0, std::vector<float>(size_t(16 * k) + 1, 7.0f), acc0};
+        if (reuse == 1u << 16) {
+          K.blk_last(Lt.data(), gp.data(), fc.data(), 2.0, 0.01f, k, o.pf.data(), o.mbar.data(), o.acc.data());
+        } else {
+          K.blk_mid(Lt.data(), gc.data(), gp.data(), fc.data(), 2.0, scale.data(), reuse, a.data(), k, o.pf.data(),
+                    o.mbar.data(), o.acc.data());
+        }
+        K.blk_softmax_back(Lt.data(), o.mbar.data(), k, 13, o.d.data());
+        return o;
+      };
+      for (uint32_t reuse : {0u, 0xffffu, 0x5a3cu, 1u << 16}) {
+        const Out ob = run(base, reuse), ok = run(*kr, reuse);
+        CHECK(ob == ok, "blk kernels: %s differs from baseline at k = %lld (reuse %#x)", kr->isa, (long long)k, reuse);
+        CHECK(ob.d[size_t(13 * k)] == 7.0f, "blk_softmax_back wrote past its 13 rows at k = %lld", (long long)k);
+      }
+      // A mixed block takes the kept row where the bit is set, the exp where it is not.
+      const Out none = run(base, 0), all = run(base, 0xffffu), mix = run(base, 0x5a3cu);
+      bool lanes_ok = true;
+      for (int64_t j = 0; j < k; ++j)
+        for (int r = 0; r < 16; ++r) {
+          const size_t q = size_t(16 * j + r);
+          lanes_ok &= mix.mbar[q] == ((0x5a3cu >> r) & 1u ? all.mbar[q] : none.mbar[q]);
+        }
+      CHECK(lanes_ok, "blk_mid at k = %lld: a mixed block is not the lane-wise mix", (long long)k);
+    }
+  }
+  std::printf("  blk kernels %s == baseline\n", otlm::cpu::otlm_kernels().isa);
+}
+
 otlm_train_params train_params_from(const Json& c) {
   otlm_train_params p = params(int(c["k"].num), c["lambda"].num, int(c["T"].num), OTLM_GRAD_UNROLLED);
   std::string o = c["optimizer"].str;
@@ -645,6 +730,7 @@ int main() {
   test_envelope_gap_shrinks();
   test_early_stop();
   test_determinism();
+  test_small_k_blocks();
   test_training_parity();
   test_bad_input();
   return check_summary();
