@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <new>
@@ -416,6 +417,8 @@ otlm_status darp(const DarpParams* p, const DarpBuffers* io, DarpReport* rep, ot
     s = run(p, io, rep, err);
   } catch (const std::bad_alloc&) {
     return fail(err, OTLM_ENOMEM, "darp: out of memory");
+  } catch (const std::exception& x) {
+    return fail(err, OTLM_EINTERNAL, "darp: %s", x.what());
   } catch (...) {
     return fail(err, OTLM_EINTERNAL, "darp: unexpected C++ exception");
   }

@@ -37,6 +37,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
 #include <vector>
 
@@ -438,6 +439,8 @@ otlm_status sinkhorn(const otlm_sinkhorn_params* p, const otlm_sinkhorn_buffers*
   } catch (const std::bad_alloc&) {
     return fail(err, OTLM_ENOMEM, "sinkhorn: out of memory (n=%lld, k=%lld)", (long long)p->n,
                 (long long)p->k);
+  } catch (const std::exception& x) {
+    return fail(err, OTLM_EINTERNAL, "sinkhorn: %s", x.what());
   } catch (...) {
     return fail(err, OTLM_EINTERNAL, "sinkhorn: unexpected internal error");
   }

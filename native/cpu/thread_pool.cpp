@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,6 +42,9 @@ std::atomic<int> g_busy{0};                        // one job at a time
 std::atomic<int> g_wanted{0};                      // workers 0 .. g_wanted - 1 may join the current job
 std::atomic<int64_t> g_next{0};
 std::atomic<int> g_worker_tasks{0};  // tasks the workers ran, in all (the host's check that they work)
+std::atomic<int> g_lost{0};          // workers that failed (trapped) inside the loop
+std::atomic<int> g_test_trap{0};     // tests: the next task a worker takes traps (otlm_wasm_pool_test_trap)
+thread_local int tl_worker = -1;     // this instance's worker id, -1 on the calling instance
 int64_t g_count = 0;
 const std::function<void(int64_t)>* g_fn = nullptr;
 thread_local bool tl_in_task = false;  // nested parallel_for runs inline
@@ -63,6 +67,7 @@ void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>
     for (int64_t i = 0; i < count; ++i) fn(i);
     return;
   }
+  const int lost = g_lost.load();
   uint32_t job = g_gen.load() + 1;
   if (job == 0) job = 1;  // 0 means "none"
   g_fn = &fn;
@@ -85,6 +90,11 @@ void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>
       if (s >= kSpin && g_may_block.load()) __builtin_wasm_memory_atomic_wait32(addr(g_active[w]), int(job), 1000000);
   g_fn = nullptr;
   g_busy.store(0);
+  // A worker that trapped in this job left some of its tasks undone (otlm_wasm_pool_worker_failed
+  // released its announcement, so the wait above ended): the call fails rather than return a
+  // partial result. The exports turn the exception into OTLM_EINTERNAL.
+  if (g_lost.load() != lost)
+    throw std::runtime_error("a worker thread of the WebAssembly engine failed during this call (see stderr)");
 }
 
 }  // namespace otlm::cpu
@@ -100,6 +110,7 @@ extern "C" void otlm_wasm_pool_loop() {
   using namespace otlm::cpu;
   const int w = g_ids.fetch_add(1);
   if (w >= kMaxWorkers) return;  // more workers than the pool tracks: this one stays out
+  tl_worker = w;
   std::atomic<uint32_t>& active = g_active[w];
   g_workers.fetch_add(1);
   __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
@@ -121,7 +132,10 @@ extern "C" void otlm_wasm_pool_loop() {
       const int64_t count = g_count;
       const std::function<void(int64_t)>& fn = *g_fn;
       int ran = 0;
-      for (int64_t i; (i = g_next.fetch_add(1)) < count; ++ran) fn(i);
+      for (int64_t i; (i = g_next.fetch_add(1)) < count; ++ran) {
+        if (g_test_trap.load(std::memory_order_relaxed) && g_test_trap.exchange(0)) __builtin_trap();
+        fn(i);
+      }
       tl_in_task = false;
       g_worker_tasks.fetch_add(ran);
     }
@@ -131,6 +145,19 @@ extern "C" void otlm_wasm_pool_loop() {
   g_workers.fetch_sub(1);
   __builtin_wasm_memory_atomic_notify(addr(g_workers), ~0u);
 }
+
+// The host calls this on a worker instance whose loop threw (a trap): the worker leaves the pool
+// and withdraws from the job it was in, and that job's caller fails instead of waiting forever.
+extern "C" void otlm_wasm_pool_worker_failed() {
+  using namespace otlm::cpu;
+  if (tl_worker < 0 || tl_worker >= kMaxWorkers) return;
+  g_lost.fetch_add(1);
+  g_workers.fetch_sub(1);
+  g_active[tl_worker].store(0);
+  __builtin_wasm_memory_atomic_notify(addr(g_active[tl_worker]), ~0u);
+  tl_worker = -1;
+}
+extern "C" void otlm_wasm_pool_test_trap() { otlm::cpu::g_test_trap.store(1); }
 
 extern "C" void otlm_wasm_pool_quit() {
   using namespace otlm::cpu;

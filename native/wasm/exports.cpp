@@ -7,6 +7,7 @@
 // "WebAssembly engine" says how it is loaded and run.
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <new>
 #include <vector>
 
@@ -23,6 +24,25 @@ constexpr int kErr = sizeof(otlm_error::message);
 int finish(otlm_status s, const otlm_error& e, char* err) {
   if (s != OTLM_OK && err) std::snprintf(err, kErr, "%s", e.message);
   return int(s);
+}
+
+// Runs an engine call; a C++ exception it lets out (a lost pool worker's, in the threaded build)
+// becomes an error code with its message, as in the addon (native/addon/worker.h): an exception
+// that reached the export would abort() the instance.
+template <class F>
+otlm_status guarded(otlm_error& e, F&& call) {
+  try {
+    return call();
+  } catch (const std::bad_alloc&) {
+    std::snprintf(e.message, kErr, "out of memory");
+    return OTLM_ENOMEM;
+  } catch (const std::exception& x) {
+    std::snprintf(e.message, kErr, "%s", x.what());
+    return OTLM_EINTERNAL;
+  } catch (...) {
+    std::snprintf(e.message, kErr, "unexpected C++ exception in the engine");
+    return OTLM_EINTERNAL;
+  }
 }
 
 // params[0..12]: k, lambda, T, tol, grad_mode, optimizer, beta1, beta2, eps, weight_decay,
@@ -100,7 +120,7 @@ int otlm_wasm_sinkhorn(const float* x, int n, int k, int input_kind, double lamb
   io.error_trace_cap = trace_cap;
   otlm_sinkhorn_report r{};
   otlm_error e{};
-  const otlm_status s = otlm_cpu_backend()->sinkhorn(&p, &io, &r, &e);
+  const otlm_status s = guarded(e, [&] { return otlm_cpu_backend()->sinkhorn(&p, &io, &r, &e); });
   rep[0] = r.iterations;
   rep[1] = r.error;
   rep[2] = r.converged;
@@ -118,7 +138,8 @@ int otlm_wasm_loss_grad(const double* params, const float* phi, int b, const flo
   otlm_step_report r{};
   otlm_error e{};
   double loss = 0;
-  const otlm_status s = otlm_cpu_backend()->loss_grad(&p, phi, b, w, bias, target_prior, &loss, grad_w, &r, &e);
+  const otlm_status s =
+      guarded(e, [&] { return otlm_cpu_backend()->loss_grad(&p, phi, b, w, bias, target_prior, &loss, grad_w, &r, &e); });
   step_report(r, rep);
   rep[0] = loss;
   return finish(s, e, err);
@@ -131,7 +152,8 @@ otlm_trainer* otlm_wasm_trainer_create(const double* params, const float* phi, i
   const otlm_train_params p = train_params(params);
   otlm_trainer* t = nullptr;
   otlm_error e{};
-  const otlm_status s = otlm_cpu_backend()->trainer_create(&p, phi, n, bias, target_prior, &t, &e);
+  const otlm_status s =
+      guarded(e, [&] { return otlm_cpu_backend()->trainer_create(&p, phi, n, bias, target_prior, &t, &e); });
   finish(s, e, err);
   return s == OTLM_OK ? t : nullptr;
 }
@@ -140,7 +162,7 @@ OTLM_WASM_EXPORT(otlm_wasm_trainer_step)
 int otlm_wasm_trainer_step(otlm_trainer* t, const int32_t* rows, int b, double lr, double* rep, char* err) {
   otlm_step_report r{};
   otlm_error e{};
-  const otlm_status s = otlm_cpu_backend()->trainer_step(t, rows, b, lr, &r, &e);
+  const otlm_status s = guarded(e, [&] { return otlm_cpu_backend()->trainer_step(t, rows, b, lr, &r, &e); });
   step_report(r, rep);
   return finish(s, e, err);
 }
@@ -149,7 +171,8 @@ OTLM_WASM_EXPORT(otlm_wasm_trainer_weights)
 int otlm_wasm_trainer_weights(otlm_trainer* t, float* w, int set, char* err) {
   otlm_error e{};
   const otlm_backend* be = otlm_cpu_backend();
-  return finish(set ? be->trainer_set_weights(t, w, &e) : be->trainer_get_weights(t, w, &e), e, err);
+  return finish(guarded(e, [&] { return set ? be->trainer_set_weights(t, w, &e) : be->trainer_get_weights(t, w, &e); }), e,
+                err);
 }
 
 OTLM_WASM_EXPORT(otlm_wasm_trainer_destroy) void otlm_wasm_trainer_destroy(otlm_trainer* t) {
@@ -160,7 +183,7 @@ OTLM_WASM_EXPORT(otlm_wasm_gemm)
 int otlm_wasm_gemm(int m, int n, int kk, const float* a, const float* b, const float* bias, float* c, int threads,
                    char* err) {
   otlm_error e{};
-  return finish(otlm_cpu_backend()->gemm(m, n, kk, a, b, bias, c, threads, &e), e, err);
+  return finish(guarded(e, [&] { return otlm_cpu_backend()->gemm(m, n, kk, a, b, bias, c, threads, &e); }), e, err);
 }
 
 namespace {
@@ -201,7 +224,7 @@ int otlm_wasm_darp(const float* logits, int n, int k, const double* col_marginal
   io.ctx = &tr;
   otlm::cpu::DarpReport r;
   otlm_error e{};
-  const otlm_status s = otlm::cpu::darp(&p, &io, &r, &e);
+  const otlm_status s = guarded(e, [&] { return otlm::cpu::darp(&p, &io, &r, &e); });
   rep[0] = r.iterations;
   rep[1] = r.error;
   rep[2] = r.converged;

@@ -28,6 +28,8 @@ int* otlm_wasm_pool_workers();
 int otlm_wasm_pool_worker_tasks();
 void otlm_wasm_pool_loop();
 void otlm_wasm_pool_quit();
+void otlm_wasm_pool_worker_failed();
+void otlm_wasm_pool_test_trap();
 }
 
 namespace {
@@ -97,3 +99,8 @@ OTLM_WASM_EXPORT(otlm_wasm_workers) int* otlm_wasm_workers() { return otlm_wasm_
 // Tasks the workers have run since the start (a host's check that the pool takes part).
 OTLM_WASM_EXPORT(otlm_wasm_worker_tasks) int otlm_wasm_worker_tasks() { return otlm_wasm_pool_worker_tasks(); }
 OTLM_WASM_EXPORT(otlm_wasm_quit) void otlm_wasm_quit() { otlm_wasm_pool_quit(); }
+// Called by the host on a worker instance whose otlm_wasm_worker_run threw (a trap).
+OTLM_WASM_EXPORT(otlm_wasm_worker_failed) void otlm_wasm_worker_failed() { otlm_wasm_pool_worker_failed(); }
+// Tests only: the next task a worker takes traps (how test/wasm checks that a lost worker fails
+// its caller's call instead of hanging it).
+OTLM_WASM_EXPORT(otlm_wasm_test_trap) void otlm_wasm_test_trap() { otlm_wasm_pool_test_trap(); }

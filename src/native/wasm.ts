@@ -59,6 +59,8 @@ interface Exports {
   otlm_wasm_workers?(): number;
   otlm_wasm_quit?(): void;
   otlm_wasm_worker_tasks?(): number;
+  otlm_wasm_worker_failed?(): void;
+  otlm_wasm_test_trap?(): void;
 }
 
 /** Which build runs and on how many threads (info().wasm). */
@@ -79,6 +81,8 @@ export interface WasmBinding extends NativeBinding {
   variant(): WasmVariantInfo;
   /** Stops the pool's workers (threaded build); later calls run on the calling thread alone. */
   close(): void;
+  /** Tests only (threaded build): the next task a pool worker takes traps, as a bug in a kernel would. */
+  trapNextWorkerTask?(): void;
 }
 
 const STATUS = ['OTLM_OK', 'OTLM_EINVAL', 'OTLM_ENOMEM', 'OTLM_EDEVICE', 'OTLM_ENOTSUP', 'OTLM_EINTERNAL', 'OTLM_EABORTED', 'OTLM_ENONFINITE'];
@@ -188,9 +192,21 @@ export function poolWorkerMain(d: PoolWorkerData): void {
     Atomics.store(d.failed, 0, 1);
     throw e;
   }
-  const ex = inst.exports as unknown as { stackRestore(sp: number): void; otlm_wasm_worker_run(tls: number): void };
+  const ex = inst.exports as unknown as {
+    stackRestore(sp: number): void;
+    otlm_wasm_worker_run(tls: number): void;
+    otlm_wasm_worker_failed(): void;
+  };
   ex.stackRestore(d.stackTop);
-  ex.otlm_wasm_worker_run(d.tls);
+  try {
+    ex.otlm_wasm_worker_run(d.tls);
+  } catch (e) {
+    // A trap inside a job: leave the pool so that the job's caller, which may be blocked in it,
+    // stops waiting and fails its call (thread_pool.cpp) rather than hang.
+    Atomics.store(d.failed, 0, 1);
+    ex.otlm_wasm_worker_failed();
+    throw e;
+  }
 }
 
 /** Each worker's stack (the caller's is the module's own 1 MiB). */
@@ -284,6 +300,7 @@ export function threadedWasm(
         },
     beforeCall);
   const binding = engine.binding();
+  binding.trapNextWorkerTask = () => ex.otlm_wasm_test_trap!();
   binding.close = () => {
     if (closed) return;
     closed = true;

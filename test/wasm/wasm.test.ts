@@ -60,4 +60,31 @@ describe.skipIf(noWasm !== null)('WebAssembly engine: the threaded build', () =>
       st.close();
     }
   });
+
+  it('a pool worker that traps in a call fails that call (OTLM_EINTERNAL) instead of hanging it, and later calls still work', () => {
+    const mt = createWasmEngine('threads', 2);
+    try {
+      const n = 5000, k = 100;
+      const x = longTailedLogits(16, n, k);
+      const col = new Float64Array(k).fill(n / k);
+      const solve = () => mt.sinkhornSync({ x, n, k, inputKind: 'logits', lambda: 0.7, maxIter: 30, tol: 0, colMarginal: col, plan: true });
+      const good = solve();
+      mt.trapNextWorkerTask!();
+      let err: (Error & { code?: string }) | undefined;
+      // The worker traps in the first job it joins; a call it does not join is unaffected.
+      for (let i = 0; i < 50 && !err; i++) {
+        try {
+          expect(bytes(solve().plan).equals(bytes(good.plan))).toBe(true);
+        } catch (e) {
+          err = e as Error;
+        }
+      }
+      expect(err?.code).toBe('OTLM_EINTERNAL');
+      expect(err?.message).toMatch(/worker thread of the WebAssembly engine failed/);
+      expect(bytes(solve().plan).equals(bytes(good.plan))).toBe(true); // on the caller alone now
+      expect(mt.variant().reason).toMatch(/pool worker failed/);
+    } finally {
+      mt.close();
+    }
+  });
 });
