@@ -38,6 +38,23 @@ constexpr int64_t kRowsPerTask = 64;  // fixed row chunk: results independent of
 constexpr int64_t kReusePlanMax = int64_t(1) << 24;
 // ... for the rows whose scale exp((f_{t-1} - f_t)/λ) stays within e^±60 (a float holds e^±87).
 constexpr double kReuseMaxShift = 60;
+// Within a pass, P^f_t = P^g_t·exp((g_{t-1} - g_t)/λ) column by column, so the pass needs no exp
+// at all when both scalings apply. Each pass then adds a few float roundings to the kept plan, so
+// every kExactEvery-th pass computes both plans by exp again (docs/architecture.md, "OTLM").
+constexpr int32_t kExactEvery = 8;
+
+// The column scales exp(gp_j - gc_j) of a middle pass in cs, or false when it is an exact pass
+// (t = S - kExactEvery·m) or a scale leaves e^±kReuseMaxShift.
+bool column_scales(int32_t S, int32_t t, const std::vector<double>& gp, const std::vector<double>& gc,
+                   std::vector<float>& cs) {
+  if ((S - t) % kExactEvery == 0) return false;
+  for (size_t j = 0; j < gp.size(); ++j) {
+    const double d = gp[j] - gc[j];
+    if (!(std::fabs(d) <= kReuseMaxShift)) return false;
+    cs[j] = float(std::exp(d));
+  }
+  return true;
+}
 
 struct Scratch {
   std::vector<float> a, b;
@@ -88,7 +105,7 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
   float* PF = ws.pf.data();
   float* Dt = ws.dt.data();
   std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
-  std::vector<float> a(static_cast<size_t>(k));
+  std::vector<float> a(static_cast<size_t>(k)), cs(static_cast<size_t>(k));
   double* gbar = ws.gbar.data();
   for (int32_t t = S; t >= 1; --t) {
     const double* ft = F + size_t(t - 1) * b;
@@ -102,6 +119,7 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
         a[j] = float(gbar[j] / c[j]);
       }
     }
+    const bool derive = t < S && column_scales(S, t, gp, gc, cs);  // else an exact pass
     const bool want_cols = t > 1;
     parallel_for(tasks, threads, [&](int64_t task) {
       double* acc = want_cols ? ws.colacc.data() + task * acc_stride(k) : nullptr;
@@ -119,7 +137,7 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
         for (int64_t r = 0; r < 16; ++r) {
           fc[r] = r < rows ? ft[r0 + r] / lam : -1e30;  // padding rows: plan entries exp(-1e30) = 0
           scale[r] = 1.0f;
-          if (t == S) continue;
+          if (t == S || !derive) continue;
           const double shift = r < rows ? (ft[r0 + r] - fnext[r0 + r]) * invlam : 0.0;  // P^g_t = P^f_{t+1}·e^shift
           if (std::fabs(shift) <= kReuseMaxShift) {
             reuse |= 1u << r;
@@ -131,7 +149,8 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
             for (int64_t r = 0; r < 16; ++r) Lb[16 * j + r] = r < rows ? L[(r0 + r) * k + j] : 0.0f;
           kr.blk_last(Lb, gp.data(), fc, invlam, invB, k, Pb, Db, acc ? lanes : nullptr);
         } else {
-          kr.blk_mid(Lb, gc.data(), gp.data(), fc, invlam, scale, reuse, a.data(), k, Pb, Db, acc ? lanes : nullptr);
+          kr.blk_mid(Lb, gc.data(), gp.data(), fc, invlam, scale, reuse, derive ? cs.data() : nullptr, a.data(), k, Pb,
+                     Db, acc ? lanes : nullptr);
         }
         if (t == 1) kr.blk_softmax_back(Lb, Db, k, rows, D + r0 * k);
       }
@@ -283,7 +302,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
     backward_blocks(b, k, lam, S, F, G, c, L, D, ws, kr, threads);
   } else {
     std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
-    std::vector<float> a(static_cast<size_t>(k));
+    std::vector<float> a(static_cast<size_t>(k)), cs(static_cast<size_t>(k));
     double* gbar = ws.gbar.data();
     // P^g_t = exp((f_t ⊕ g_t − M)/λ) = P^f_{t+1} · exp((f_t − f_{t+1})/λ) row by row: with P^f_{t+1}
     // kept from the pass before (t+1), one exp per element per pass instead of two. Rows whose scale
@@ -301,6 +320,7 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
           a[j] = float(gbar[j] / c[j]);
         }
       }
+      const bool derive = t < S && column_scales(S, t, gp, gc, cs);  // else an exact pass
       const bool want_cols = t > 1;
       parallel_for(tasks, threads, [&](int64_t task) {
         Scratch& s = scratch(k);
@@ -322,9 +342,9 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
             kr.last_update(y, u, invB, fbar, k, Di, acc);
           } else {
             const double shift = (ft[i] - fnext[i]) * invlam;  // P^g_t = P^f_{t+1}·e^shift
-            const bool reuse = PFi && std::fabs(shift) <= kReuseMaxShift;
+            const bool reuse = derive && PFi && std::fabs(shift) <= kReuseMaxShift;
             kr.mid_row(Li, gc.data(), gp.data(), fc, invlam, reuse ? PFi : nullptr, reuse ? float(std::exp(shift)) : 1.0f,
-                       a.data(), k, s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
+                       derive ? cs.data() : nullptr, a.data(), k, s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
           }
           if (t == 1) kr.softmax_back(Li, k, Di);
         }

@@ -12,16 +12,16 @@ struct OtlmKernels {
   void (*last_update)(const float* y, const float* u, float invB, float fbar, int64_t n, float* mbar,
                       double* acc);
   void (*mid_row)(const float* L, const double* gc, const double* gp, double fc, double invlam,
-                  const float* pf_prev, float scale, const float* a, int64_t n, float* q, float* pf,
-                  float* mbar, double* acc);
+                  const float* pf_prev, float scale, const float* cs, const float* a, int64_t n, float* q,
+                  float* pf, float* mbar, double* acc);
   void (*softmax_back)(const float* L, int64_t n, float* mbar);
   void (*log_softmax_row)(float* a, int64_t n);
   // Blocks of 16 rows for k <= 16, column j of the block at [16j, 16j + 16) (otlm_kernels_body.h).
   void (*blk_last)(const float* Lt, const double* gp, const double* fc, double invlam, float invB, int64_t k,
                    float* pf, float* mbar, double* acc);
   void (*blk_mid)(const float* Lt, const double* gc, const double* gp, const double* fc, double invlam,
-                  const float* scale, uint32_t reuse, const float* a, int64_t k, float* pf, float* mbar,
-                  double* acc);
+                  const float* scale, uint32_t reuse, const float* cs, const float* a, int64_t k, float* pf,
+                  float* mbar, double* acc);
   void (*blk_softmax_back)(const float* Lt, const float* mbar, int64_t k, int64_t rows, float* d);
 };
 

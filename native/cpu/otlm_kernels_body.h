@@ -221,26 +221,28 @@ static void last_update(const float* __restrict y, const float* __restrict u, fl
 // One middle pass (1 <= t < S) of the unrolled backward for one row, in one call (at small k the
 // calls cost more than the arithmetic): q = P^g_t row, as pf_prev·scale when pf_prev is given (the
 // P^f_{t+1} row kept from the pass before) else exp(fc + gc_j + L_j·invlam); fbar = -Σ a_j q_j;
-// pf = P^f_t row = exp(fc + gp_j + L_j·invlam), which may overwrite pf_prev (read first);
-// mbar_j += a_j q_j + fbar·pf_j; acc_j -= fbar·pf_j (acc may be null). q holds a_j q_j afterwards.
+// pf = P^f_t row, as q_j·cs_j when the column scales cs_j = exp(gp_j - gc_j) are given, else
+// exp(fc + gp_j + L_j·invlam); pf may overwrite pf_prev (read first); mbar_j += a_j q_j + fbar·pf_j;
+// acc_j -= fbar·pf_j (acc may be null). q holds the q_j afterwards.
 static void mid_row(const float* __restrict L, const double* __restrict gc, const double* __restrict gp, double fc,
-                    double invlam, const float* pf_prev, float scale, const float* __restrict a, int64_t n,
-                    float* __restrict q, float* pf, float* __restrict mbar, double* __restrict acc) {
+                    double invlam, const float* pf_prev, float scale, const float* __restrict cs,
+                    const float* __restrict a, int64_t n, float* __restrict q, float* pf, float* __restrict mbar,
+                    double* __restrict acc) {
   v16f s = {};
   for (int64_t j = 0; j < n; j += kLanes) {
     const int64_t m = n - j;
     const v16f qv = pf_prev ? load_part(pf_prev + j, m) * scale : exp_shift_v(L + j, gc + j, fc, invlam, m);
-    const v16f qa = qv * load_part(a + j, m);
-    store_part(q + j, qa, m);
-    s += qa;
+    store_part(q + j, qv, m);
+    s += qv * load_part(a + j, m);
   }
   const float fbar = -lane_sum(s);
   for (int64_t j = 0; j < n; j += kLanes) {
     const int64_t m = n - j;
-    const v16f pv = exp_shift_v(L + j, gp + j, fc, invlam, m);
+    const v16f qv = load_part(q + j, m);
+    const v16f pv = cs ? qv * load_part(cs + j, m) : exp_shift_v(L + j, gp + j, fc, invlam, m);
     store_part(pf + j, pv, m);
     const v16f t = fbar * pv;
-    store_part(mbar + j, load_part(mbar + j, m) + (load_part(q + j, m) + t), m);
+    store_part(mbar + j, load_part(mbar + j, m) + (qv * load_part(a + j, m) + t), m);
     if (acc) add_part_d(acc + j, m, -lo_d(t), -hi_d(t));
   }
 }
@@ -315,32 +317,32 @@ static void blk_last(const float* __restrict Lt, const double* __restrict gp, co
 }
 
 // A middle pass (mid_row on 16 rows): q = pf·scale in the lanes set in `reuse` (a bit per row),
-// else exp(fc + gc_j + L·invlam); f̄ = -Σ a_j q_j; pf = exp(fc + gp_j + L·invlam) (overwrites the
-// kept P^f_{t+1} after reading it); mbar += a_j q_j + f̄·pf; acc -= f̄·pf.
+// else exp(fc + gc_j + L·invlam); f̄ = -Σ a_j q_j; pf = q·cs_j where the column scales are given,
+// else exp(fc + gp_j + L·invlam) (pf overwrites the kept P^f_{t+1} after reading it);
+// mbar += a_j q_j + f̄·pf; acc -= f̄·pf.
 static void blk_mid(const float* __restrict Lt, const double* __restrict gc, const double* __restrict gp,
                     const double* __restrict fc, double invlam, const float* __restrict scale, uint32_t reuse,
-                    const float* __restrict a, int64_t k, float* __restrict pf, float* __restrict mbar,
-                    double* __restrict acc) {
+                    const float* __restrict cs, const float* __restrict a, int64_t k, float* __restrict pf,
+                    float* __restrict mbar, double* __restrict acc) {
   v8d flo, fhi;
   std::memcpy(&flo, fc, sizeof flo);
   std::memcpy(&fhi, fc + 8, sizeof fhi);
   const v16f sc = load16(scale);
   v16i use = {};
   for (int l = 0; l < kLanes; ++l) use[l] = (reuse >> l) & 1u ? -1 : 0;
-  v16f qa[kLanes];
+  v16f q[kLanes], qa[kLanes];
   for (int64_t j = 0; j < k; ++j) {
-    v16f q;
     if (reuse == 0xffffu) {
-      q = load16(pf + 16 * j) * sc;
+      q[j] = load16(pf + 16 * j) * sc;
     } else {
-      q = exp_col(Lt + 16 * j, gc[j], flo, fhi, invlam);
-      if (reuse) q = use != 0 ? load16(pf + 16 * j) * sc : q;
+      q[j] = exp_col(Lt + 16 * j, gc[j], flo, fhi, invlam);
+      if (reuse) q[j] = use != 0 ? load16(pf + 16 * j) * sc : q[j];
     }
-    qa[j] = q * a[j];
+    qa[j] = q[j] * a[j];
   }
   const v16f fbar = -tree_sum_cols(qa, k);
   for (int64_t j = 0; j < k; ++j) {
-    const v16f pv = exp_col(Lt + 16 * j, gp[j], flo, fhi, invlam);
+    const v16f pv = cs ? q[j] * cs[j] : exp_col(Lt + 16 * j, gp[j], flo, fhi, invlam);
     std::memcpy(pf + 16 * j, &pv, sizeof pv);
     const v16f t = fbar * pv;
     const v16f mv = load16(mbar + 16 * j) + (qa[j] + t);

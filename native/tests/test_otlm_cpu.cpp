@@ -316,7 +316,9 @@ void test_finite_differences() {
   struct Spec { int b, k; double lam; int T; bool bias, skew; };
   for (Spec s : {Spec{7, 5, 0.5, 1, false, false}, Spec{7, 5, 1.0, 4, true, true}, Spec{7, 5, 0.1, 3, true, false},
                  Spec{7, 5, 0.1, 10, false, true}, Spec{11, 3, 0.5, 20, true, true}, Spec{1, 3, 0.5, 5, true, true},
-                 Spec{3, 70, 0.2, 6, true, true}}) {
+                 Spec{3, 70, 0.2, 6, true, true},
+                 // long enough that most backward passes derive both plans by scaling (row and block paths)
+                 Spec{40, 20, 0.1, 60, true, true}, Spec{37, 9, 0.1, 60, false, true}}) {
     Problem pr = random_problem(rng, s.b, s.k, s.lam, s.bias, s.skew);
     double loss;
     auto g = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &loss);
@@ -346,19 +348,23 @@ void test_finite_differences() {
     std::printf("  fd envelope b=%d k=%d lam=%g T=%d: grad rel %.2e\n", s.b, s.k, s.lam, s.T, e);
     CHECK(e < 1e-4, "envelope vs finite differences at convergence rel %g", e);
   }
-  // Larger batch (several row tasks, many columns): unrolled vs FD on a sample of entries.
-  {
-    Problem pr = random_problem(rng, 300, 40, 0.3, true, true, 3.0);
+  // Larger batches (several row tasks, many columns): unrolled vs FD on a sample of entries. T = 200
+  // (the paper's CIFAR setting) runs 199 backward passes, 174 of them on plans derived by scaling
+  // the kept one (kExactEvery in otlm_grad.cpp), through both the row and the block kernels.
+  struct Big { int b, k; double lam; int T; };
+  for (Big s : {Big{300, 40, 0.3, 6}, Big{300, 40, 0.1, 200}, Big{300, 10, 0.1, 200}}) {
+    Problem pr = random_problem(rng, s.b, s.k, s.lam, true, true, 3.0);
     std::vector<int> entries;
-    for (int q = 0; q < 40 * 40; q += 53) entries.push_back(q);
+    for (int q = 0; q < s.k * s.k; q += s.k == 40 ? 53 : 3) entries.push_back(q);
     double loss;
-    auto g = engine_grad(pr, 6, OTLM_GRAD_UNROLLED, &loss);
-    auto fd = fd_grad(pr, 6, entries);
+    auto g = engine_grad(pr, s.T, OTLM_GRAD_UNROLLED, &loss);
+    auto fd = fd_grad(pr, s.T, entries);
     std::vector<double> gs;
     for (int q : entries) gs.push_back(g[q]);
     double e = rel_norm(gs, fd);
-    std::printf("  fd unrolled b=300 k=40 lam=0.3 T=6 (%zu entries): grad rel %.2e\n", entries.size(), e);
-    CHECK(e < 2e-4, "unrolled vs finite differences (b=300, k=40) rel %g", e);
+    std::printf("  fd unrolled b=%d k=%d lam=%g T=%d (%zu entries): grad rel %.2e\n", s.b, s.k, s.lam, s.T,
+                entries.size(), e);
+    CHECK(e < 2e-4, "unrolled vs finite differences (b=%d, k=%d, T=%d) rel %g", s.b, s.k, s.T, e);
   }
 }
 
@@ -448,23 +454,29 @@ void test_determinism() {
                  su == o.su && sy == o.sy && sum == o.sum;
         }
       };
-      std::vector<float> a(size_t(n) + 16), prev(size_t(n) + 16), mb0(size_t(n) + 16);
+      std::vector<float> a(size_t(n) + 16), prev(size_t(n) + 16), mb0(size_t(n) + 16), cs(size_t(n) + 16);
       std::vector<double> gc(size_t(n) + 16), acc0(size_t(n) + 16);
       for (int64_t j = 0; j < n; ++j) {
         a[size_t(j)] = nd(rng);
+        cs[size_t(j)] = std::exp(0.3f * nd(rng));
         prev[size_t(j)] = std::fabs(nd(rng)) * 0.1f;
         mb0[size_t(j)] = nd(rng);
         gc[size_t(j)] = 0.1 * nd(rng);
         acc0[size_t(j)] = nd(rng);
       }
-      auto run = [&](const otlm::cpu::OtlmKernels& K, bool reuse) {
+      auto run = [&](const otlm::cpu::OtlmKernels& K, bool reuse, bool derive) {
         Out o;
         o.q.assign(size_t(n) + 16, 7.0f);
         o.pf = reuse ? prev : std::vector<float>(size_t(n) + 16, 7.0f);
         o.mbar = mb0;
         o.acc = acc0;
-        K.mid_row(L.data(), gc.data(), gs.data(), -0.3, 2.0, reuse ? o.pf.data() : nullptr, 1.25f, a.data(), n,
-                  o.q.data(), o.pf.data(), o.mbar.data(), o.acc.data());
+        K.mid_row(L.data(), gc.data(), gs.data(), -0.3, 2.0, reuse ? o.pf.data() : nullptr, 1.25f,
+                  derive ? cs.data() : nullptr, a.data(), n, o.q.data(), o.pf.data(), o.mbar.data(), o.acc.data());
+        if (derive) {  // P^f_t = P^g_t · the column scale, element by element
+          bool ok = true;
+          for (int64_t j = 0; j < n; ++j) ok &= o.pf[size_t(j)] == o.q[size_t(j)] * cs[size_t(j)];
+          CHECK(ok, "mid_row (%s, n = %lld): pf is not q·cs", K.isa, (long long)n);
+        }
         o.y.assign(size_t(n) + 16, 7.0f);
         o.u.assign(size_t(n) + 16, 7.0f);
         K.exp_shift(L.data(), gs.data(), -0.3, 2.0, n, o.y.data());
@@ -477,8 +489,10 @@ void test_determinism() {
         return o;
       };
       for (bool reuse : {false, true})
-        CHECK(run(base, reuse) == run(*kr, reuse), "row kernels: %s differs from baseline at n = %lld (reuse %d)",
-              kr->isa, (long long)n, int(reuse));
+        for (bool derive : {false, true})
+          CHECK(run(base, reuse, derive) == run(*kr, reuse, derive),
+                "row kernels: %s differs from baseline at n = %lld (reuse %d, derive %d)", kr->isa, (long long)n,
+                int(reuse), int(derive));
     }
   }
   // The vectorised exp against libm (float argument, as the kernels round it).
@@ -526,7 +540,7 @@ void test_small_k_blocks() {
   for (const otlm::cpu::OtlmKernels* kr : {&otlm::cpu::otlm_kernels_for("avx2"), &otlm::cpu::otlm_kernels()}) {
     for (int64_t k : {1, 3, 10, 16}) {
       const size_t m = size_t(16 * k), kk = size_t(k);
-      std::vector<float> Lt(m), pf0(m), mb0(m), a(kk), scale(16);
+      std::vector<float> Lt(m), pf0(m), mb0(m), a(kk), cs(kk), scale(16);
       std::vector<double> gc(kk), gp(kk), fc(16), acc0(m);
       for (size_t q = 0; q < m; ++q) {
         Lt[q] = -std::fabs(3 * nd(rng));
@@ -536,6 +550,7 @@ void test_small_k_blocks() {
       }
       for (int64_t j = 0; j < k; ++j) {
         a[size_t(j)] = nd(rng);
+        cs[size_t(j)] = std::exp(0.3f * nd(rng));
         gc[size_t(j)] = 0.3 * nd(rng);
         gp[size_t(j)] = 0.3 * nd(rng);
       }
@@ -548,21 +563,34 @@ void test_small_k_blocks() {
         std::vector<double> acc;
         bool operator==(const Out& o) const { return pf == o.pf && mbar == o.mbar && d == o.d && acc == o.acc; }
       };
-      auto run = [&](const otlm::cpu::OtlmKernels& K, uint32_t reuse) {
+      auto run = [&](const otlm::cpu::OtlmKernels& K, uint32_t reuse, bool derive = false) {
         Out o{pf0, mb0, std::vector<float>(size_t(16 * k) + 1, 7.0f), acc0};
         if (reuse == 1u << 16) {
           K.blk_last(Lt.data(), gp.data(), fc.data(), 2.0, 0.01f, k, o.pf.data(), o.mbar.data(), o.acc.data());
         } else {
-          K.blk_mid(Lt.data(), gc.data(), gp.data(), fc.data(), 2.0, scale.data(), reuse, a.data(), k, o.pf.data(),
-                    o.mbar.data(), o.acc.data());
+          K.blk_mid(Lt.data(), gc.data(), gp.data(), fc.data(), 2.0, scale.data(), reuse, derive ? cs.data() : nullptr,
+                    a.data(), k, o.pf.data(), o.mbar.data(), o.acc.data());
         }
         K.blk_softmax_back(Lt.data(), o.mbar.data(), k, 13, o.d.data());
         return o;
       };
-      for (uint32_t reuse : {0u, 0xffffu, 0x5a3cu, 1u << 16}) {
-        const Out ob = run(base, reuse), ok = run(*kr, reuse);
-        CHECK(ob == ok, "blk kernels: %s differs from baseline at k = %lld (reuse %#x)", kr->isa, (long long)k, reuse);
-        CHECK(ob.d[size_t(13 * k)] == 7.0f, "blk_softmax_back wrote past its 13 rows at k = %lld", (long long)k);
+      for (uint32_t reuse : {0u, 0xffffu, 0x5a3cu, 1u << 16})
+        for (bool derive : {false, true}) {
+          const Out ob = run(base, reuse, derive), ok = run(*kr, reuse, derive);
+          CHECK(ob == ok, "blk kernels: %s differs from baseline at k = %lld (reuse %#x, derive %d)", kr->isa,
+                (long long)k, reuse, int(derive));
+          CHECK(ob.d[size_t(13 * k)] == 7.0f, "blk_softmax_back wrote past its 13 rows at k = %lld", (long long)k);
+        }
+      // With the column scales, P^f_t is P^g_t·cs_j: the kept rows (all lanes reuse) times scale_r·cs_j.
+      {
+        const Out o = run(base, 0xffffu, true);
+        bool ok = true;
+        for (int64_t j = 0; j < k; ++j)
+          for (int r = 0; r < 16; ++r) {
+            const size_t q = size_t(16 * j + r);
+            ok &= o.pf[q] == (pf0[q] * scale[size_t(r)]) * cs[size_t(j)];
+          }
+        CHECK(ok, "blk_mid at k = %lld: the derived P^f is not P^f_{t+1}·scale·cs", (long long)k);
       }
       // A mixed block takes the kept row where the bit is set, the exp where it is not.
       const Out none = run(base, 0), all = run(base, 0xffffu), mix = run(base, 0x5a3cu);
