@@ -59,6 +59,23 @@ function explain(err: unknown): string {
   return msg.split('\n')[0];
 }
 
+/**
+ * require() of the addon with OPENBLAS_NUM_THREADS=1 while it loads, then the variable as it was.
+ * OpenBLAS, linked into the addon, reads it once as it loads and otherwise starts a thread per core
+ * that spins about 0.1 s of CPU (measured: 0.1 s of system time per process here); the engine only
+ * calls it single-threaded, from its own pool (native/cpu/gemm.cpp), so those threads never work.
+ */
+function requireWithOneBlasThread(path: string): unknown {
+  const before = process.env.OPENBLAS_NUM_THREADS;
+  process.env.OPENBLAS_NUM_THREADS = '1';
+  try {
+    return require(path);
+  } finally {
+    if (before === undefined) delete process.env.OPENBLAS_NUM_THREADS;
+    else process.env.OPENBLAS_NUM_THREADS = before;
+  }
+}
+
 /** Loads the addon once: an override path, then build/, then prebuilds/<platform>-<arch>/. */
 export function loadNative(opts: LoadOptions = {}): NativeBinding {
   if (binding) return binding;
@@ -74,7 +91,7 @@ export function loadNative(opts: LoadOptions = {}): NativeBinding {
       continue;
     }
     try {
-      const mod = require(c.path) as Partial<NativeBinding>;
+      const mod = requireWithOneBlasThread(c.path) as Partial<NativeBinding>;
       if (typeof mod?.info !== 'function' || typeof mod.sinkhorn !== 'function')
         throw new Error('not an otlm addon (no info/sinkhorn exports)');
       const abi = mod.info().abi;

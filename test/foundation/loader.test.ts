@@ -28,6 +28,25 @@ describe('loader and info()', () => {
     }
   });
 
+  it('loads the addon without OpenBLAS threads of its own, and leaves OPENBLAS_NUM_THREADS as it was', () => {
+    // Fresh processes: threads in /proc/self/task once the addon is loaded. OpenBLAS, linked into it,
+    // starts one per extra core as it loads unless OPENBLAS_NUM_THREADS=1 (the engine calls it
+    // single-threaded only), so the count must not depend on the variable the user set.
+    const script = `const fs = require('fs'); const m = require('./lib/index.cjs'); const loaded = m.info().native.loaded;
+      console.log(JSON.stringify({ threads: fs.readdirSync('/proc/self/task').length, loaded, env: process.env.OPENBLAS_NUM_THREADS ?? null }));`;
+    const run = (value: string | null) => {
+      const env = { ...process.env };
+      if (value === null) delete env.OPENBLAS_NUM_THREADS;
+      else env.OPENBLAS_NUM_THREADS = value;
+      return JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, env, encoding: 'utf8' }));
+    };
+    const [unset, one, three] = [run(null), run('1'), run('3')];
+    expect(unset.loaded && one.loaded && three.loaded).toBe(true);
+    expect(unset.threads).toBe(one.threads);
+    expect(three.threads).toBe(one.threads);
+    expect([unset.env, one.env, three.env]).toEqual([null, '1', '3']);
+  });
+
   it('explains a failed override: which file it tried and what to check', () => {
     const script = `const m = require('./lib/index.cjs'); console.log(JSON.stringify(m.info().native));`;
     const out = execFileSync(process.execPath, ['-e', script], {
