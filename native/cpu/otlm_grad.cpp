@@ -40,7 +40,8 @@ constexpr int64_t kReusePlanMax = int64_t(1) << 24;
 constexpr double kReuseMaxShift = 60;
 // Within a pass, P^f_t = P^g_t·exp((g_{t-1} - g_t)/λ) column by column, so the pass needs no exp
 // at all when both scalings apply. Each pass then adds a few float roundings to the kept plan, so
-// every kExactEvery-th pass computes both plans by exp again (docs/architecture.md, "OTLM").
+// every kExactEvery-th pass computes both plans by exp again (docs/architecture.md, "Driver and
+// passes").
 constexpr int32_t kExactEvery = 8;
 
 // The column scales exp(gp_j - gc_j) of a middle pass in cs, or false when it is an exact pass
@@ -304,9 +305,10 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
     std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
     std::vector<float> a(static_cast<size_t>(k)), cs(static_cast<size_t>(k));
     double* gbar = ws.gbar.data();
-    // P^g_t = exp((f_t ⊕ g_t − M)/λ) = P^f_{t+1} · exp((f_t − f_{t+1})/λ) row by row: with P^f_{t+1}
-    // kept from the pass before (t+1), one exp per element per pass instead of two. Rows whose scale
-    // leaves e^±kReuseMaxShift recompute it (a 0·inf there would be NaN).
+    // P^g_t = exp((f_t ⊕ g_t − M)/λ) = P^f_{t+1} · exp((f_t − f_{t+1})/λ) row by row, with P^f_{t+1}
+    // kept from the pass before (t+1), and P^f_t = P^g_t · exp((g_{t−1} − g_t)/λ) column by column:
+    // a derived pass needs no exp. Rows whose scale leaves e^±kReuseMaxShift recompute P^g (a 0·inf
+    // there would be NaN); exact passes (column_scales) recompute both.
     float* PF = int64_t(b) * k <= kReusePlanMax ? ws.pf.data() : nullptr;
     for (int32_t t = S; t >= 1; --t) {
       const double* ft = F + size_t(t - 1) * b;
