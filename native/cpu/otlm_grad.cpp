@@ -44,18 +44,33 @@ constexpr double kReuseMaxShift = 60;
 // passes").
 constexpr int32_t kExactEvery = 8;
 
-// The column scales exp(gp_j - gc_j) of a middle pass in cs, or false when it is an exact pass
-// (t = S - kExactEvery·m) or a scale leaves e^±kReuseMaxShift.
-bool column_scales(int32_t S, int32_t t, const std::vector<double>& gp, const std::vector<double>& gc,
-                   std::vector<float>& cs) {
-  if ((S - t) % kExactEvery == 0) return false;
-  for (size_t j = 0; j < gp.size(); ++j) {
-    const double d = gp[j] - gc[j];
-    if (!(std::fabs(d) <= kReuseMaxShift)) return false;
-    cs[j] = float(std::exp(d));
+// The per-column values of backward pass t, shared by the row and block paths: gp = g_{t-1}/λ,
+// gc = g_t/λ and a = ḡ_t/c (t < S), and the column scales cs = exp(gp_j - gc_j) of a derived pass.
+struct PassColumns {
+  std::vector<double> gp, gc;
+  std::vector<float> a, cs;
+  explicit PassColumns(int64_t k) : gp(size_t(k)), gc(size_t(k)), a(size_t(k)), cs(size_t(k)) {}
+  // Returns whether pass t derives its plans by scaling: not for t = S, every kExactEvery-th pass
+  // (t = S - kExactEvery·m), nor when a column scale leaves e^±kReuseMaxShift (exact passes).
+  bool prepare(int32_t S, int32_t t, const double* G, const double* gbar, const std::vector<double>& c, double lam) {
+    const size_t k = gp.size();
+    const double* gprev = G + size_t(t - 1) * k;
+    for (size_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
+    if (t == S) return false;
+    const double* gcur = G + size_t(t) * k;
+    for (size_t j = 0; j < k; ++j) {
+      gc[j] = gcur[j] / lam;
+      a[j] = float(gbar[j] / c[j]);
+    }
+    if ((S - t) % kExactEvery == 0) return false;
+    for (size_t j = 0; j < k; ++j) {
+      const double d = gp[j] - gc[j];
+      if (!(std::fabs(d) <= kReuseMaxShift)) return false;
+      cs[j] = float(std::exp(d));
+    }
+    return true;
   }
-  return true;
-}
+};
 
 struct Scratch {
   std::vector<float> a, b;
@@ -105,22 +120,12 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
   float* Lt = ws.lt.data();
   float* PF = ws.pf.data();
   float* Dt = ws.dt.data();
-  std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
-  std::vector<float> a(static_cast<size_t>(k)), cs(static_cast<size_t>(k));
+  PassColumns col(k);
   double* gbar = ws.gbar.data();
   for (int32_t t = S; t >= 1; --t) {
     const double* ft = F + size_t(t - 1) * b;
     const double* fnext = t < S ? F + size_t(t) * b : nullptr;
-    const double* gprev = G + size_t(t - 1) * k;
-    for (int64_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
-    if (t < S) {
-      const double* gcur = G + size_t(t) * k;
-      for (int64_t j = 0; j < k; ++j) {
-        gc[j] = gcur[j] / lam;
-        a[j] = float(gbar[j] / c[j]);
-      }
-    }
-    const bool derive = t < S && column_scales(S, t, gp, gc, cs);  // else an exact pass
+    const bool derive = col.prepare(S, t, G, gbar, c, lam);  // else an exact pass
     const bool want_cols = t > 1;
     parallel_for(tasks, threads, [&](int64_t task) {
       double* acc = want_cols ? ws.colacc.data() + task * acc_stride(k) : nullptr;
@@ -148,10 +153,10 @@ void backward_blocks(int64_t b, int64_t k, double lam, int32_t S, const double* 
         if (t == S) {
           for (int64_t j = 0; j < k; ++j)
             for (int64_t r = 0; r < 16; ++r) Lb[16 * j + r] = r < rows ? L[(r0 + r) * k + j] : 0.0f;
-          kr.blk_last(Lb, gp.data(), fc, invlam, invB, k, Pb, Db, acc ? lanes : nullptr);
+          kr.blk_last(Lb, col.gp.data(), fc, invlam, invB, k, Pb, Db, acc ? lanes : nullptr);
         } else {
-          kr.blk_mid(Lb, gc.data(), gp.data(), fc, invlam, scale, reuse, derive ? cs.data() : nullptr, a.data(), k, Pb,
-                     Db, acc ? lanes : nullptr);
+          kr.blk_mid(Lb, col.gc.data(), col.gp.data(), fc, invlam, scale, reuse, derive ? col.cs.data() : nullptr,
+                     col.a.data(), k, Pb, Db, acc ? lanes : nullptr);
         }
         if (t == 1) kr.blk_softmax_back(Lb, Db, k, rows, D + r0 * k);
       }
@@ -302,27 +307,17 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
   } else if (use_blocks(b, k)) {
     backward_blocks(b, k, lam, S, F, G, c, L, D, ws, kr, threads);
   } else {
-    std::vector<double> gp(static_cast<size_t>(k)), gc(static_cast<size_t>(k));
-    std::vector<float> a(static_cast<size_t>(k)), cs(static_cast<size_t>(k));
+    PassColumns col(k);
     double* gbar = ws.gbar.data();
     // P^g_t = exp((f_t ⊕ g_t − M)/λ) = P^f_{t+1} · exp((f_t − f_{t+1})/λ) row by row, with P^f_{t+1}
     // kept from the pass before (t+1), and P^f_t = P^g_t · exp((g_{t−1} − g_t)/λ) column by column:
     // a derived pass needs no exp. Rows whose scale leaves e^±kReuseMaxShift recompute P^g (a 0·inf
-    // there would be NaN); exact passes (column_scales) recompute both.
+    // there would be NaN); exact passes (PassColumns::prepare) recompute both.
     float* PF = int64_t(b) * k <= kReusePlanMax ? ws.pf.data() : nullptr;
     for (int32_t t = S; t >= 1; --t) {
       const double* ft = F + size_t(t - 1) * b;
       const double* fnext = t < S ? F + size_t(t) * b : nullptr;  // f_{t+1}
-      const double* gprev = G + size_t(t - 1) * k;
-      for (int64_t j = 0; j < k; ++j) gp[j] = gprev[j] / lam;
-      if (t < S) {
-        const double* gcur = G + size_t(t) * k;
-        for (int64_t j = 0; j < k; ++j) {
-          gc[j] = gcur[j] / lam;
-          a[j] = float(gbar[j] / c[j]);
-        }
-      }
-      const bool derive = t < S && column_scales(S, t, gp, gc, cs);  // else an exact pass
+      const bool derive = col.prepare(S, t, G, gbar, c, lam);       // else an exact pass
       const bool want_cols = t > 1;
       parallel_for(tasks, threads, [&](int64_t task) {
         Scratch& s = scratch(k);
@@ -337,16 +332,17 @@ otlm_status otlm_forward_backward(const otlm_train_params* p, const float* phi_b
           if (t == S) {
             float* y = PFi ? PFi : s.a.data();  // P^f_S
             float* u = s.b.data();
-            kr.exp_shift(Li, gp.data(), fc, invlam, k, y);
+            kr.exp_shift(Li, col.gp.data(), fc, invlam, k, y);
             float su, sy;
-            kr.last_u(y, gp.data(), fc, k, u, &su, &sy);
+            kr.last_u(y, col.gp.data(), fc, k, u, &su, &sy);
             const float fbar = invB * (su + sy);
             kr.last_update(y, u, invB, fbar, k, Di, acc);
           } else {
             const double shift = (ft[i] - fnext[i]) * invlam;  // P^g_t = P^f_{t+1}·e^shift
             const bool reuse = derive && PFi && std::fabs(shift) <= kReuseMaxShift;
-            kr.mid_row(Li, gc.data(), gp.data(), fc, invlam, reuse ? PFi : nullptr, reuse ? float(std::exp(shift)) : 1.0f,
-                       derive ? cs.data() : nullptr, a.data(), k, s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
+            kr.mid_row(Li, col.gc.data(), col.gp.data(), fc, invlam, reuse ? PFi : nullptr,
+                       reuse ? float(std::exp(shift)) : 1.0f, derive ? col.cs.data() : nullptr, col.a.data(), k,
+                       s.a.data(), PFi ? PFi : s.b.data(), Di, acc);
           }
           if (t == 1) kr.softmax_back(Li, k, Di);
         }
